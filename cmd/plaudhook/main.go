@@ -1,0 +1,73 @@
+// Command plaudhook receives Plaud webhooks, verifies and stores them in SQLite, and serves the
+// dashboard that shows them live. Subcommands:
+//
+//	plaudhook [serve] [flags]    run the server (the default)
+//	plaudhook send [flags]       sign a sample or a file and POST it to a plaudhook server
+//	plaudhook user ...           manage users
+//	plaudhook version            print the version
+//
+// This is the only package that reads flags, the environment and configuration files, and the
+// only one that exits the process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Build information, set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "plaudhook:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// run dispatches to a subcommand.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return runServe(ctx, args, stdout, stderr)
+	case "send":
+		return runSend(ctx, args, stdout, stderr)
+	case "user":
+		return runUser(ctx, args, stdin, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "plaudhook %s (%s)\n", version, commit)
+		return nil
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+}
+
+const usage = `Usage: plaudhook [command] [flags]
+
+Commands:
+  serve     run the webhook receiver and dashboard (default)
+  send      sign a sample Plaud event (or a file) and POST it to a plaudhook server
+  user      manage users: add, passwd, disable, enable, list
+  version   print the version
+
+Run "plaudhook COMMAND -h" for a command's flags.
+`

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/web"
+	"github.com/plaudhook/plaudhook/web/signature"
+)
+
+// Main is a running plaudhook server: its database, HTTP server and listener. Tests build one
+// from a Config, Run it on 127.0.0.1:0 and Close it.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	// Args0 is how the binary was invoked, for the send command printed at start-up.
+	Args0 string
+
+	DB     *db.DB
+	Server *web.Server
+	HTTP   *http.Server
+	ln     net.Listener
+	done   chan error
+}
+
+// runServe is `plaudhook serve`: parse, run until a signal, shut down gracefully.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseServeFlags(args, os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
+	m := &Main{Config: c, Logger: newLogger(c, stderr), Args0: os.Args[0]}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-m.done:
+		m.Close()
+		return err
+	}
+	m.Logger.Info("shutting down")
+	return m.Close()
+}
+
+// Run opens the database, does first-run setup, and starts serving in the background.
+func (m *Main) Run(ctx context.Context) error {
+	c := m.Config
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	log := m.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		m.Logger = log
+	}
+	log.Info("starting plaudhook", "version", version, "commit", commit)
+	if c.Synchronous != "FULL" && c.Synchronous != "EXTRA" {
+		log.Warn("DURABILITY REDUCED: synchronous is not FULL; acknowledged deliveries can be lost on power failure or OS crash",
+			"synchronous", c.Synchronous)
+	}
+
+	// Storage first: migrations run here.
+	var err error
+	m.DB, err = db.Open(ctx, c.DB, db.Options{Synchronous: c.Synchronous, Logger: log.With("component", "db"), Now: c.Now})
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", c.DB, err)
+	}
+
+	// First run: an admin to sign in with, cookie keys, and a signing secret to try things with.
+	if err := m.ensureAdmin(ctx); err != nil {
+		return err
+	}
+	keys, err := m.sessionKeys(ctx)
+	if err != nil {
+		return err
+	}
+	secretFile := ""
+	if len(c.Secrets) == 0 {
+		if secretFile, c.Secrets, err = m.generatedSecret(); err != nil {
+			return err
+		}
+	}
+	secrets := make([]signature.Secret, len(c.Secrets))
+	for i, s := range c.Secrets {
+		secrets[i] = signature.Secret{Label: envSecretLabel(i, len(c.Secrets), secretFile), Key: []byte(s)}
+	}
+
+	// Listen before building the send hint, so it names the real port.
+	m.ln, err = net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	sendCmd := m.sendCommand(secretFile)
+
+	m.Server = web.NewServer(web.Config{
+		BodyLimit: c.BodyLimit,
+		Tolerance: c.Tolerance,
+		Secrets: func(_ context.Context, endpointID int64) []signature.Secret {
+			if endpointID == 1 { // the default endpoint, created by the first migration
+				return secrets
+			}
+			return nil
+		},
+		SessionKeys:   keys,
+		SecureCookies: strings.HasPrefix(c.BaseURL, "https://"),
+		SessionIdle:   c.SessionIdle,
+		SessionMax:    c.SessionMax,
+		Heartbeat:     c.Heartbeat,
+		SendCommand:   sendCmd,
+		Version:       version,
+		Now:           c.Now,
+		Logger:        log,
+	}, m.DB)
+	m.HTTP = &http.Server{
+		Handler:           m.Server,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second, // the event stream clears it for itself
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	m.done = make(chan error, 1)
+	go func() {
+		err := m.HTTP.Serve(m.ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		m.done <- err
+	}()
+
+	log.Info("listening", "addr", m.ln.Addr().String(), "dashboard", m.URL()+"/",
+		"webhook", m.URL()+"/webhook")
+	log.Info("try it: send a signed sample event", "command", sendCmd)
+	return nil
+}
+
+// URL is the base URL the server listens on.
+func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
+
+// Close stops accepting requests, lets in-flight deliveries finish their commits, then closes the
+// database.
+func (m *Main) Close() error {
+	var err error
+	if m.HTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err = m.HTTP.Shutdown(ctx); err != nil {
+			m.HTTP.Close()
+		}
+	}
+	if m.DB != nil {
+		if cerr := m.DB.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// ensureAdmin creates the first user, admin, when there is none, and prints its password once.
+func (m *Main) ensureAdmin(ctx context.Context) error {
+	n, err := m.DB.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	pass := m.Config.AdminPass
+	generated := pass == ""
+	if generated {
+		b := make([]byte, 15)
+		rand.Read(b)
+		pass = base64.RawURLEncoding.EncodeToString(b)
+	}
+	hash, err := web.HashPassword(pass)
+	if err != nil {
+		return fmt.Errorf("PLAUDHOOK_ADMIN_PASSWORD: %w", err)
+	}
+	if _, err := m.DB.CreateUser(ctx, "admin", hash, db.RoleAdmin); err != nil {
+		return fmt.Errorf("create first admin: %w", err)
+	}
+	if generated {
+		// Shown once, on the first start only; change it after signing in.
+		m.Logger.Warn("first run: created user admin; sign in with this password (shown only now)",
+			"username", "admin", "password", pass)
+	} else {
+		m.Logger.Info("first run: created user admin with PLAUDHOOK_ADMIN_PASSWORD")
+	}
+	return nil
+}
+
+// sessionKeys loads the cookie keys, generating and storing them on first run. There is no
+// built-in default: every installation signs its cookies with its own random keys.
+func (m *Main) sessionKeys(ctx context.Context) ([][]byte, error) {
+	v, err := m.DB.FindSetting(ctx, "session_keys")
+	if errors.Is(err, db.ErrNotFound) {
+		v = make([]byte, 64+32)
+		rand.Read(v)
+		err = m.DB.UpdateSetting(ctx, "session_keys", v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session keys: %w", err)
+	}
+	// Pairs of (64-byte hash key, 32-byte block key); the first pair signs new cookies.
+	var keys [][]byte
+	for len(v) >= 96 {
+		keys = append(keys, v[:64], v[64:96])
+		v = v[96:]
+	}
+	return keys, nil
+}
+
+// generatedSecret reads or creates the signing secret used when none is configured: a random
+// value in a 0600 file beside the database, so that a fresh `make run` can verify a signed sample
+// at once. Paste the real one from Plaud's portal into PLAUD_WEBHOOK_SECRET for production.
+func (m *Main) generatedSecret() (string, []string, error) {
+	path := filepath.Join(filepath.Dir(m.Config.DB), "webhook-secret")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		raw := make([]byte, 24)
+		rand.Read(raw)
+		b = []byte("plaudhook_dev_" + hex.EncodeToString(raw) + "\n")
+		if err = os.WriteFile(path, b, 0o600); err == nil {
+			m.Logger.Warn("no PLAUD_WEBHOOK_SECRET set: generated a signing secret for trying plaudhook",
+				"file", path)
+		}
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("signing secret file: %w", err)
+	}
+	s := splitSecrets(string(b))
+	if len(s) == 0 {
+		return "", nil, fmt.Errorf("signing secret file %s is empty", path)
+	}
+	return path, s, nil
+}
+
+// envSecretLabel names a configured secret in the UI without revealing it: where it came from
+// and a short fingerprint.
+func envSecretLabel(i, n int, file string) string {
+	if file != "" {
+		return "generated (" + filepath.Base(file) + ")"
+	}
+	if n == 1 {
+		return "PLAUD_WEBHOOK_SECRET"
+	}
+	return fmt.Sprintf("PLAUD_WEBHOOK_SECRET #%d", i+1)
+}
+
+// sendCommand is the exact command that signs a sample and sends it to this server.
+func (m *Main) sendCommand(secretFile string) string {
+	bin := m.Args0
+	if bin == "" {
+		bin = "plaudhook"
+	}
+	secretArg := "--secret \"$PLAUD_WEBHOOK_SECRET\""
+	if secretFile != "" {
+		secretArg = "--secret-file " + secretFile
+	}
+	return fmt.Sprintf("%s send --url %s/webhook %s --sample transcription.completed", bin, m.URL(), secretArg)
+}
+
+// fingerprint is a short, non-reversible name for a secret value.
+func fingerprint(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:4])
+}

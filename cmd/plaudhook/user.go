@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/web"
+)
+
+// runUser is `plaudhook user add|passwd|disable|enable|list`.
+func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: plaudhook user add|passwd|disable|enable|list [flags]")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbPath := fs.String("db", envOr("PLAUDHOOK_DB", defaultConfig().DB), "SQLite database file (PLAUDHOOK_DB)")
+	username := fs.String("username", "", "user name")
+	role := fs.String("role", "viewer", "viewer, operator or admin")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	d, err := db.Open(ctx, *dbPath, db.Options{})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+
+	if sub == "list" {
+		users, err := d.FindUsers(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USERNAME\tROLE\tSTATE\tCREATED")
+		for _, u := range users {
+			state := "active"
+			if u.Disabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.Role, state, u.CreatedAt.Format("2006-01-02"))
+		}
+		return tw.Flush()
+	}
+	if *username == "" {
+		return fmt.Errorf("--username is required")
+	}
+	switch sub {
+	case "add":
+		hash, err := readPassword(stdin, stdout)
+		if err != nil {
+			return err
+		}
+		if _, err := d.CreateUser(ctx, *username, hash, db.Role(*role)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created %s (%s)\n", *username, *role)
+	case "passwd":
+		u, err := d.FindUserByUsername(ctx, *username)
+		if err != nil {
+			return err
+		}
+		hash, err := readPassword(stdin, stdout)
+		if err != nil {
+			return err
+		}
+		if err := d.UpdateUserPassword(ctx, u.ID, hash, 0); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password of %s changed; their sessions have ended\n", u.Username)
+	case "disable", "enable":
+		u, err := d.FindUserByUsername(ctx, *username)
+		if err != nil {
+			return err
+		}
+		if err := d.UpdateUserDisabled(ctx, u.ID, sub == "disable"); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%sd %s\n", sub, u.Username)
+	default:
+		return fmt.Errorf("unknown user command %q", sub)
+	}
+	return nil
+}
+
+// readPassword reads one line from stdin (a pipe or a terminal) and hashes it.
+func readPassword(stdin io.Reader, stdout io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprint(stdout, "Password: ")
+		}
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("read password from standard input: %w", err)
+	}
+	return web.HashPassword(strings.TrimRight(line, "\r\n"))
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

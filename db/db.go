@@ -1,0 +1,234 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+	"github.com/pressly/goose/v3"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Errors returned by storage methods. Callers test them with errors.Is.
+var (
+	// ErrNotFound means the record asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a unique or foreign-key constraint refused the write.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable means the database could not commit (disk full, read-only file, closed):
+	// nothing was stored, and a webhook sender should retry later.
+	ErrUnavailable = errors.New("storage unavailable")
+)
+
+// ValidationError carries a message that is safe to show to the user.
+type ValidationError struct{ Message string }
+
+func (e *ValidationError) Error() string { return e.Message }
+
+// Options tune Open. The zero value gives plaudhook's defaults.
+type Options struct {
+	// Synchronous is SQLite's synchronous pragma: "FULL" (default) fsyncs the WAL on every
+	// commit, so a commit that returned survives power loss. "NORMAL" may lose the last commits
+	// on an OS crash and is only for throwaway setups.
+	Synchronous string
+	// MaxBatch caps how many deliveries share one ingest transaction (default 256).
+	MaxBatch int
+	// MaxRejected bounds how many rejected deliveries are kept (default 10,000); the oldest
+	// are pruned first.
+	MaxRejected int
+	// Logger receives migration and writer messages (default: discard).
+	Logger *slog.Logger
+	// Now is the clock used for timestamps written by storage (default time.Now).
+	Now func() time.Time
+}
+
+// DB is plaudhook's database: one writer connection, a pool of readers and the ingest batch
+// writer.
+type DB struct {
+	Path string
+
+	w   *sql.DB // exactly one connection: every write goes here
+	r   *sql.DB // read pool
+	log *slog.Logger
+	now func() time.Time
+	opt Options
+
+	jobs      chan *job
+	closeOnce sync.Once
+	stopped   chan struct{}
+
+	// rejectedSincePrune counts rejected rows inserted since the last prune; writer goroutine only.
+	rejectedSincePrune int
+}
+
+// Open opens (creating if needed) the database file at path, applies every pending migration,
+// and starts the ingest writer. Close stops it.
+func Open(ctx context.Context, path string, opt Options) (*DB, error) {
+	if opt.Synchronous == "" {
+		opt.Synchronous = "FULL"
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 256
+	}
+	if opt.MaxRejected <= 0 {
+		opt.MaxRejected = 10000
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create database folder: %w", err)
+		}
+	}
+
+	// The pragmas travel in the DSN so that every pooled connection gets them, not just the
+	// one a PRAGMA statement happens to run on:
+	//   WAL: readers never block the writer and the writer never blocks readers;
+	//   synchronous: FULL makes a returned commit durable (see Options.Synchronous);
+	//   busy_timeout: a reader that meets a checkpoint waits instead of failing;
+	//   foreign_keys: deleting a delivery removes its body;
+	//   txlock=immediate: a write transaction takes the write lock at BEGIN, because an upgrade
+	//   from a read lock fails with SQLITE_BUSY without ever calling the busy handler.
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", opt.Synchronous)
+	q.Set("_busy_timeout", "5000")
+	q.Set("_foreign_keys", "1")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+
+	w, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+
+	r, err := sql.Open("sqlite3", dsn+"&mode=ro")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database readers: %w", err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
+
+	db := &DB{Path: path, w: w, r: r, log: opt.Logger, now: opt.Now, opt: opt,
+		jobs: make(chan *job, 4096), stopped: make(chan struct{})}
+
+	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	go db.runWriter()
+	return db, nil
+}
+
+// migrate applies the embedded migrations with goose and logs what it did.
+func (db *DB) migrate(ctx context.Context) error {
+	fsys, err := fsSub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.w, fsys)
+	if err != nil {
+		return fmt.Errorf("prepare migrations: %w", err)
+	}
+	from, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	if len(res) > 0 {
+		db.log.Info("migrations applied", "from", from, "to", res[len(res)-1].Source.Version)
+	}
+	return nil
+}
+
+// Close stops the ingest writer after it has committed every queued delivery, then closes the
+// database.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		close(db.jobs)
+		<-db.stopped
+	})
+	err := db.w.Close()
+	if rerr := db.r.Close(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Ping checks that the database answers and can take a write lock: what /readyz reports.
+func (db *DB) Ping(ctx context.Context) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", unavailable(err))
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE settings SET name = name WHERE 0`); err != nil {
+		return fmt.Errorf("write check: %w", unavailable(err))
+	}
+	return nil
+}
+
+// IntegrityCheck runs SQLite's integrity_check and returns its verdict ("ok" when sound).
+func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
+	var s string
+	if err := db.r.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&s); err != nil {
+		return "", fmt.Errorf("integrity check: %w", err)
+	}
+	return s, nil
+}
+
+// micros converts a time to the stored form: Unix microseconds, UTC.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+// fromMicros converts a stored time back to a UTC time.Time.
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// unavailable marks errors that mean "could not write at all" (disk full, read-only, I/O) as
+// ErrUnavailable, so the web layer answers 503 and the sender retries.
+func unavailable(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen,
+			sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrCorrupt, sqlite3.ErrNotADB:
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// conflict translates constraint failures into ErrConflict.
+func conflict(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
+}

@@ -1,0 +1,136 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Event is one Plaud event, stored once however many times it was delivered.
+type Event struct {
+	ID              int64
+	EndpointID      int64
+	Endpoint        string // endpoint slug, filled by queries
+	DedupeKey       string // "id:<envelope id>" or "sha256:<body hash>"
+	EventType       string // "" when the body names none
+	EnvelopeID      string
+	FileID          string
+	TranscriptionID string
+	DeviceID        string
+	JSON            bool   // the body is a JSON object
+	Size            int64  // body size in bytes
+	Summary         string // short preview for lists
+	FirstReceivedAt time.Time
+	LastReceivedAt  time.Time
+	DeliveryCount   int
+	BodyDeliveryID  int64 // the delivery whose body is the event's body (the first one)
+}
+
+// EventFilter selects events for FindEvents. Nil fields are unset.
+type EventFilter struct {
+	EndpointID *int64
+	EventType  *string
+	Before     int64 // keyset cursor: only ids below it (0 = from the newest)
+	Limit      int
+}
+
+const eventColumns = `v.id, v.endpoint_id, e.slug, v.dedupe_key, v.event_type, v.envelope_id,
+	v.file_id, v.transcription_id, v.device_id, v.is_json, v.size, v.summary,
+	v.first_received_at, v.last_received_at, v.delivery_count, v.body_delivery_id`
+
+func scanEvent(s interface{ Scan(...any) error }) (Event, error) {
+	var v Event
+	var first, last int64
+	err := s.Scan(&v.ID, &v.EndpointID, &v.Endpoint, &v.DedupeKey, &v.EventType, &v.EnvelopeID,
+		&v.FileID, &v.TranscriptionID, &v.DeviceID, &v.JSON, &v.Size, &v.Summary,
+		&first, &last, &v.DeliveryCount, &v.BodyDeliveryID)
+	v.FirstReceivedAt = fromMicros(first)
+	v.LastReceivedAt = fromMicros(last)
+	return v, err
+}
+
+// FindEventByID returns one event, or ErrNotFound.
+func (db *DB) FindEventByID(ctx context.Context, id int64) (Event, error) {
+	row := db.r.QueryRowContext(ctx, `SELECT `+eventColumns+`
+		FROM events v
+		JOIN endpoints e ON e.id = v.endpoint_id
+		WHERE v.id = ?`, id)
+	v, err := scanEvent(row)
+	if err == sql.ErrNoRows {
+		return v, fmt.Errorf("event %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("find event %d: %w", id, err)
+	}
+	return v, nil
+}
+
+// FindEvents returns one page of events matching f, newest first, and the cursor of the next
+// page (0 when this is the last one). Every filter is served by an index in id order, so a page
+// costs the same at any depth.
+func (db *DB) FindEvents(ctx context.Context, f EventFilter) ([]Event, int64, error) {
+	var where []string
+	var args []any
+	if f.EndpointID != nil {
+		where = append(where, "v.endpoint_id = ?")
+		args = append(args, *f.EndpointID)
+	}
+	if f.EventType != nil {
+		where = append(where, "v.event_type = ?")
+		args = append(args, *f.EventType)
+	}
+	if f.Before > 0 {
+		where = append(where, "v.id < ?")
+		args = append(args, f.Before)
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 100
+	}
+	q := `SELECT ` + eventColumns + `
+		FROM events v
+		JOIN endpoints e ON e.id = v.endpoint_id`
+	if len(where) > 0 {
+		q += "\n\t\tWHERE " + strings.Join(where, " AND ")
+	}
+	// One row more than asked tells whether a next page exists.
+	q += "\n\t\tORDER BY v.id DESC LIMIT ?"
+	args = append(args, f.Limit+1)
+
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("find events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		v, err := scanEvent(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("find events: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("find events: %w", err)
+	}
+	var next int64
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+// EndpointIDBySlug returns the id of the endpoint with slug, or ErrNotFound.
+func (db *DB) EndpointIDBySlug(ctx context.Context, slug string) (int64, error) {
+	var id int64
+	err := db.r.QueryRowContext(ctx, `SELECT id FROM endpoints WHERE slug = ?`, slug).Scan(&id)
+	if err == sql.ErrNoRows {
+		return 0, fmt.Errorf("endpoint %q: %w", slug, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find endpoint %q: %w", slug, err)
+	}
+	return id, nil
+}

@@ -1,0 +1,269 @@
+package web
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/web/plaud"
+	"github.com/plaudhook/plaudhook/web/signature"
+)
+
+// ingestStore is what the webhook path needs from storage.
+type ingestStore interface {
+	CreateDelivery(ctx context.Context, in *db.Ingest) (db.IngestResult, error)
+	EndpointIDBySlug(ctx context.Context, slug string) (int64, error)
+}
+
+// ingestReply is the JSON body answered to a webhook sender.
+type ingestReply struct {
+	Status    string `json:"status"`
+	Reason    string `json:"reason,omitempty"`
+	Message   string `json:"message,omitempty"`
+	EventID   int64  `json:"event_id,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// handleIngest receives one webhook delivery: read the raw bytes, verify the signature over
+// them, commit the delivery (and its event) to SQLite, and only then answer. Rejected
+// deliveries are stored too, bounded, so a team can see why a subscription fails.
+func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
+	received := s.now()
+	ctx := r.Context()
+
+	// Find the endpoint: /webhook is the default one.
+	slug := r.PathValue("slug")
+	if slug == "" {
+		slug = "default"
+	}
+	endpointID, err := s.store.EndpointIDBySlug(ctx, slug)
+	if errors.Is(err, db.ErrNotFound) {
+		writeJSON(w, http.StatusNotFound, ingestReply{Status: "error", Reason: "unknown_endpoint",
+			Message: "no endpoint with this URL; create it in plaudhook first"})
+		return
+	}
+	if err != nil {
+		s.respondError(w, r, err)
+		return
+	}
+
+	d := db.Delivery{
+		EndpointID:      endpointID,
+		ReceivedAt:      received,
+		RemoteAddr:      remoteHost(r),
+		Method:          r.Method,
+		Path:            r.URL.Path,
+		Header:          receivedHeaders(r),
+		ContentType:     r.Header.Get("Content-Type"),
+		ContentEncoding: strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))),
+	}
+
+	// Read the raw body, decoding gzip, never more than the limit plus one byte. Nothing reads
+	// the form or parses JSON before the signature is checked.
+	wire, body, status, reason := s.readBody(w, r, d.ContentEncoding)
+	d.Body = body
+	d.Size = int64(len(body))
+	if reason != "" {
+		s.reject(w, r, &d, status, reason, "")
+		return
+	}
+
+	// Verify over the decoded bytes; a gzip body signed over its wire bytes is accepted too,
+	// and recorded as such.
+	secrets := s.cfg.Secrets(ctx, endpointID)
+	res := s.verifier.Verify(r.Header, body, secrets)
+	if !res.OK && wire != nil && res.Reason == signature.ReasonMismatch {
+		if alt := s.verifier.Verify(r.Header, wire, secrets); alt.OK {
+			res = alt
+			res.Scheme += "+wire"
+		}
+	}
+	d.Scheme = string(res.Scheme)
+	d.SenderTimestamp = res.Timestamp
+	if res.HasSkew {
+		ms := res.Skew.Milliseconds()
+		d.SkewMS = &ms
+	}
+	if !res.OK {
+		s.reject(w, r, &d, http.StatusBadRequest, string(res.Reason), "")
+		return
+	}
+	d.Verdict = db.Verified
+	d.SecretLabel = res.Secret.Label
+	d.BodySHA256 = sha256Hex(body)
+
+	// Commit. Only a returned commit earns the 2xx.
+	out, err := s.store.CreateDelivery(ctx, &db.Ingest{Delivery: d, Event: eventFacts(&d)})
+	if err != nil {
+		s.ingestFailed(w, r, err)
+		return
+	}
+	s.log.Info("webhook received", "delivery_id", out.DeliveryID, "event_id", out.EventID,
+		"endpoint", slug, "duplicate", out.Duplicate, "size", d.Size)
+	writeJSON(w, http.StatusOK, ingestReply{Status: "success", EventID: out.EventID,
+		Duplicate: out.Duplicate})
+
+	// After the answer: tell the open pages. This never blocks and never fails the delivery.
+	d.ID, d.EventID, d.Duplicate = out.DeliveryID, out.EventID, out.Duplicate
+	d.Endpoint = slug
+	s.publishDelivery(context.WithoutCancel(ctx), d, out)
+}
+
+// readBody returns the decoded body (and the wire bytes when they differ), or a status and
+// reason to reject with. Over the limit, the body returned is what was read so far.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, encoding string) (wire, body []byte, status int, reason string) {
+	limit := s.cfg.BodyLimit
+
+	switch encoding {
+	case "", "identity":
+		body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			return nil, body, http.StatusBadRequest, "unreadable_body"
+		}
+		if int64(len(body)) > limit {
+			return nil, body, http.StatusRequestEntityTooLarge, "payload_too_large"
+		}
+		return nil, body, 0, ""
+	case "gzip", "x-gzip":
+		wire, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			return nil, wire, http.StatusBadRequest, "unreadable_body"
+		}
+		if int64(len(wire)) > limit {
+			return nil, wire, http.StatusRequestEntityTooLarge, "payload_too_large"
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(wire))
+		if err != nil {
+			return nil, wire, http.StatusBadRequest, "bad_encoding"
+		}
+		// Inflate at most limit+1 bytes: a gzip bomb stops there.
+		body, err := io.ReadAll(io.LimitReader(zr, limit+1))
+		if int64(len(body)) > limit {
+			return wire, body, http.StatusRequestEntityTooLarge, "payload_too_large"
+		}
+		if err != nil {
+			return nil, wire, http.StatusBadRequest, "bad_encoding"
+		}
+		return wire, body, 0, ""
+	default:
+		body, _ := io.ReadAll(io.LimitReader(r.Body, int64(s.cfg.RejectedBodyCap)))
+		return nil, body, http.StatusUnsupportedMediaType, "unsupported_encoding"
+	}
+}
+
+// reject stores a rejected delivery (body capped) and answers the sender with the reason.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, d *db.Delivery, status int, reason, msg string) {
+	d.Verdict = db.Rejected
+	d.Reason = reason
+	d.BodySHA256 = sha256Hex(d.Body)
+	if len(d.Body) > s.cfg.RejectedBodyCap {
+		d.Body = d.Body[:s.cfg.RejectedBodyCap]
+		d.BodyTruncated = true
+	}
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	s.log.Warn("webhook rejected", "reason", reason, "status_code", status, "size", d.Size,
+		slogRequest(r))
+
+	out, err := s.store.CreateDelivery(r.Context(), &db.Ingest{Delivery: *d})
+	if err != nil {
+		// The rejection stands even if it could not be logged; say so in our log only.
+		s.log.Error("store rejected delivery", "error", err)
+	} else {
+		d.ID = out.DeliveryID
+		s.publishDelivery(context.WithoutCancel(r.Context()), *d, out)
+	}
+	if msg == "" {
+		msg = rejectMessage(reason, s.cfg.BodyLimit)
+	}
+	writeJSON(w, status, ingestReply{Status: "error", Reason: reason, Message: msg})
+}
+
+// ingestFailed answers a delivery whose commit failed: 503 with Retry-After, so Plaud retries.
+func (s *Server) ingestFailed(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("webhook not stored", "error", err, slogRequest(r))
+	w.Header().Set("Retry-After", "30")
+	writeJSON(w, http.StatusServiceUnavailable, ingestReply{Status: "error",
+		Reason: "storage_unavailable", Message: "the delivery could not be stored; retry later"})
+}
+
+func rejectMessage(reason string, limit int64) string {
+	switch reason {
+	case "payload_too_large":
+		return "body larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes"
+	case "unsupported_encoding":
+		return "Content-Encoding not supported; send identity or gzip"
+	case "bad_encoding":
+		return "body is not valid gzip"
+	case string(signature.ReasonMissing):
+		return "no Plaud-Signature header"
+	case string(signature.ReasonMalformed):
+		return "Plaud-Signature is not a hex HMAC-SHA256 digest"
+	case string(signature.ReasonMismatch):
+		return "signature does not match the body under any configured secret"
+	case string(signature.ReasonTimestampSkew):
+		return "Plaud-Timestamp is outside the accepted tolerance"
+	case string(signature.ReasonBadTimestamp):
+		return "Plaud-Timestamp is not Unix seconds"
+	case string(signature.ReasonMissingTime):
+		return "sha256= signature without Plaud-Timestamp"
+	case string(signature.ReasonNoSecret):
+		return "no signing secret is configured for this endpoint"
+	}
+	return reason
+}
+
+// eventFacts reads what lists and dedupe need from a verified body.
+func eventFacts(d *db.Delivery) *db.Event {
+	env := plaud.ParseEnvelope(d.Body)
+	key := "sha256:" + d.BodySHA256
+	if env.EnvelopeID != "" {
+		key = "id:" + env.EnvelopeID
+	}
+	return &db.Event{
+		DedupeKey:       key,
+		EventType:       env.EventType,
+		EnvelopeID:      env.EnvelopeID,
+		FileID:          env.FileID,
+		TranscriptionID: env.TranscriptionID,
+		DeviceID:        env.DeviceID,
+		JSON:            env.JSON,
+		Size:            d.Size,
+		Summary:         plaud.Summary(d.Body, 200),
+	}
+}
+
+// receivedHeaders copies the request headers as received, with the Host line that net/http
+// keeps apart.
+func receivedHeaders(r *http.Request) http.Header {
+	h := r.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h["Host"] = []string{r.Host}
+	return h
+}
+
+// remoteHost is the client's IP address.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,101 @@
+// Package live fans messages out to the browsers watching plaudhook. Publishing never waits: a
+// stream whose buffer is full is dropped, and its browser reconnects with Last-Event-ID and gets
+// what it missed from the database, not from memory.
+package live
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Message is one server-sent event, already rendered.
+type Message struct {
+	ID   int64  // SSE id: the delivery id it is about
+	Name string // SSE event name, e.g. "event-new"
+	Data string // rendered HTML fragment or JSON
+
+	// Facts for per-stream filtering.
+	EndpointID int64
+	EventType  string
+}
+
+// Subscription is one open stream.
+type Subscription struct {
+	C chan Message // messages to send; closed when the subscription is dropped or cancelled
+	// Dropped is closed when the hub dropped this subscription for falling behind.
+	Dropped chan struct{}
+	hub     *Hub
+	once    sync.Once
+}
+
+// Hub holds the open streams.
+type Hub struct {
+	mu   sync.Mutex
+	subs map[*Subscription]struct{} // mu guards subs
+
+	buffer  int
+	dropped atomic.Int64
+}
+
+// NewHub returns a hub whose subscriptions buffer up to buffer messages each.
+func NewHub(buffer int) *Hub {
+	if buffer <= 0 {
+		buffer = 64
+	}
+	return &Hub{subs: map[*Subscription]struct{}{}, buffer: buffer}
+}
+
+// Subscribe opens a stream. The caller must call Cancel when it is done.
+func (h *Hub) Subscribe() *Subscription {
+	s := &Subscription{C: make(chan Message, h.buffer), Dropped: make(chan struct{}), hub: h}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+// Cancel removes the subscription from the hub. It is safe to call more than once.
+func (s *Subscription) Cancel() { s.hub.remove(s, false) }
+
+func (h *Hub) remove(s *Subscription, dropped bool) {
+	h.mu.Lock()
+	_, ok := h.subs[s]
+	delete(h.subs, s)
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.once.Do(func() {
+		if dropped {
+			h.dropped.Add(1)
+			close(s.Dropped)
+		}
+	})
+}
+
+// Publish hands m to every stream without waiting. A stream whose buffer is full is dropped.
+func (h *Hub) Publish(m Message) {
+	var slow []*Subscription
+	h.mu.Lock()
+	for s := range h.subs {
+		select {
+		case s.C <- m:
+		default:
+			slow = append(slow, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range slow {
+		h.remove(s, true)
+	}
+}
+
+// Len returns how many streams are open.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// DroppedCount returns how many streams were dropped for falling behind since start.
+func (h *Hub) DroppedCount() int64 { return h.dropped.Load() }

@@ -1,0 +1,132 @@
+package web
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/sessions"
+
+	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/static"
+	"github.com/plaudhook/plaudhook/views"
+	"github.com/plaudhook/plaudhook/web/live"
+	"github.com/plaudhook/plaudhook/web/signature"
+)
+
+// Store is everything the server needs from storage.
+type Store interface {
+	ingestStore
+	eventStore
+	sessionStore
+}
+
+// Config is the web layer's part of plaudhook's configuration. cmd fills it.
+type Config struct {
+	// BodyLimit is the largest webhook body accepted, in bytes (after decoding gzip).
+	BodyLimit int64
+	// RejectedBodyCap is how much of a rejected body is kept for debugging.
+	RejectedBodyCap int
+	// Tolerance is the accepted clock difference for the embedded scheme's timestamp.
+	Tolerance time.Duration
+	// Secrets returns the secrets an endpoint accepts.
+	Secrets func(ctx context.Context, endpointID int64) []signature.Secret
+	// SessionKeys are gorilla/sessions key pairs (hash key, block key, ...); the first pair
+	// signs new cookies, all pairs are tried on read, so keys rotate by prepending a pair.
+	SessionKeys [][]byte
+	// SecureCookies marks the session cookie Secure (served over TLS or behind an https base URL).
+	SecureCookies bool
+	// SessionIdle ends a session after this long without a request; SessionMax after this long
+	// in all.
+	SessionIdle, SessionMax time.Duration
+	// Heartbeat is the interval of keep-alive comments on event streams.
+	Heartbeat time.Duration
+	// SendCommand is the exact `plaudhook send` command shown on an empty event list.
+	SendCommand string
+	// Version is the build version, shown in the UI and sent as User-Agent by replays.
+	Version string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives request and lifecycle messages (default: discard).
+	Logger *slog.Logger
+}
+
+// Server handles every HTTP request plaudhook answers.
+type Server struct {
+	cfg      Config
+	store    Store
+	hub      *live.Hub
+	verifier signature.Verifier
+	cookies  *sessions.CookieStore
+	log      *slog.Logger
+	now      func() time.Time
+	handler  http.Handler
+}
+
+// NewServer builds the server and its routes.
+func NewServer(cfg Config, store Store) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = 25 << 20
+	}
+	if cfg.RejectedBodyCap <= 0 {
+		cfg.RejectedBodyCap = 64 << 10
+	}
+	if cfg.Tolerance <= 0 {
+		cfg.Tolerance = 5 * time.Minute
+	}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = 2 * time.Hour
+	}
+	if cfg.SessionMax <= 0 {
+		cfg.SessionMax = 12 * time.Hour
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Secrets == nil {
+		cfg.Secrets = func(context.Context, int64) []signature.Secret { return nil }
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    store,
+		hub:      live.NewHub(64),
+		verifier: signature.Verifier{Tolerance: cfg.Tolerance, Now: cfg.Now},
+		log:      cfg.Logger.With("component", "web"),
+		now:      cfg.Now,
+	}
+	s.cookies = newCookieStore(cfg)
+	s.handler = s.routes()
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Hub returns the live hub, for metrics and tests.
+func (s *Server) Hub() *live.Hub { return s.hub }
+
+// page returns the Page struct for a full page.
+func (s *Server) page(r *http.Request, title, nav string) views.Page {
+	p := views.Page{Title: title, Nav: nav, Static: "/static/" + static.Version}
+	if u, ok := userFrom(r.Context()); ok {
+		p.User = &u
+	}
+	return p
+}
+
+// userFrom returns the signed-in user stored in ctx by requireUser.
+func userFrom(ctx context.Context) (db.User, bool) {
+	a, ok := ctx.Value(authKey{}).(*auth)
+	if !ok {
+		return db.User{}, false
+	}
+	return a.user, true
+}
