@@ -232,3 +232,17 @@ func conflict(err error) error {
 	}
 	return err
 }
+
+// SetQueryOnly switches the writer to refuse every write (SQLite's query_only pragma), as a
+// full or read-only disk would. Operators can use it to freeze a database for inspection; tests
+// use it to prove that a failed commit is never acknowledged.
+func (db *DB) SetQueryOnly(on bool) error {
+	v := "OFF"
+	if on {
+		v = "ON"
+	}
+	if _, err := db.w.Exec(`PRAGMA query_only = ` + v); err != nil {
+		return fmt.Errorf("set query_only: %w", err)
+	}
+	return nil
+}

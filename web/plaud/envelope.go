@@ -169,10 +169,12 @@ func unixTime(s string) (time.Time, bool) {
 	default:
 		perUnit = 1
 	}
+
 	// Plain decimals are split at the point and read as integers, so that a fraction such
 	// as .25 stays exact; exponent forms and overlong integers fall back to the float.
 	intPart, frac, _ := strings.Cut(s, ".")
-	if n, err := strconv.ParseInt(intPart, 10, 64); err == nil && !strings.ContainsAny(s, "eE+-") {
+	n, err := strconv.ParseInt(intPart, 10, 64)
+	if err == nil && !strings.ContainsAny(s, "eE+-") {
 		unitsPerSec := int64(time.Second) / perUnit
 		frac = (frac + "000000000")[:9]
 		fracNanos, err := strconv.ParseInt(frac, 10, 64)

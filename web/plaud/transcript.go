@@ -21,7 +21,8 @@ type Transcript struct {
 	// from the status field (SUCCESS, FAILURE, REVOKED, completed, failed, PENDING, ...).
 	// Without one it is inferred: "failed" when an error is present or the event is
 	// transcription.failed, "completed" for transcription.completed or when a transcript with
-	// text or segments is present; Missing then says the status was absent.
+	// text or segments is present; Missing then says the status was absent. A status word it
+	// does not recognise gives "" and a Missing note, never a guess.
 	Status string
 	// Language is the language code as sent, e.g. "en" or "ja".
 	Language string

@@ -71,7 +71,9 @@ type Request struct {
 
 	// Header is sent as given: keys keep their spelling on the wire
 	// (HTTP/1.1 only is used) and values their order. net/http still owns
-	// Host, Content-Length, Connection and Transfer-Encoding.
+	// Host, Content-Length, Connection and Transfer-Encoding, trims spaces
+	// around values, and on followed redirects adds Referer and drops
+	// Authorization and Cookie when the host changes.
 	Header http.Header
 
 	// Body is sent byte for byte.

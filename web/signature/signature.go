@@ -13,6 +13,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -122,9 +123,13 @@ func (v Verifier) Verify(h http.Header, body []byte, secrets []Secret) Result {
 		// timestamp must not tell the sender anything about our clock.
 		for i := range secrets {
 			if matchAny(digests, Compute(SchemeEmbedded, secrets[i].Key, ts, body)) {
-				res.Skew = v.Now().Sub(time.Unix(sent, 0))
+				// Compare in whole seconds: a millisecond timestamp read as seconds is far
+				// enough in the future to overflow a time.Duration.
+				diff := v.Now().Unix() - sent
+				res.Skew = clampSeconds(diff)
 				res.HasSkew = true
-				if res.Skew > v.Tolerance || -res.Skew > v.Tolerance {
+				tol := int64(v.Tolerance / time.Second)
+				if diff > tol || diff < -tol {
 					res.Reason = ReasonTimestampSkew
 					return res
 				}
@@ -243,4 +248,16 @@ func matchAny(candidates [][]byte, want []byte) bool {
 
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// clampSeconds converts seconds to a Duration, saturating instead of overflowing.
+func clampSeconds(s int64) time.Duration {
+	const limit = int64(math.MaxInt64 / int64(time.Second))
+	switch {
+	case s > limit:
+		return time.Duration(math.MaxInt64)
+	case s < -limit:
+		return time.Duration(math.MinInt64)
+	}
+	return time.Duration(s) * time.Second
 }

@@ -1,0 +1,311 @@
+package db
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+var testNow = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+
+// mustOpenDB opens a fresh database file in a temporary folder with the clock fixed.
+func mustOpenDB(tb testing.TB, opt Options) *DB {
+	tb.Helper()
+	if opt.Now == nil {
+		opt.Now = func() time.Time { return testNow }
+	}
+	d, err := Open(context.Background(), filepath.Join(tb.TempDir(), "test.db"), opt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	return d
+}
+
+func shaHex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// verified builds the ingest of a verified delivery whose event dedupes on key.
+func verified(body []byte, key string) *Ingest {
+	return &Ingest{
+		Delivery: Delivery{EndpointID: 1, ReceivedAt: testNow, Method: "POST", Path: "/webhook",
+			Header: http.Header{"Plaud-Signature": {"abc"}}, Body: body, BodySHA256: shaHex(body),
+			Size: int64(len(body)), Verdict: Verified, Scheme: "devguide", SecretLabel: "S"},
+		Event: &Event{DedupeKey: key, EventType: "transcription.completed", JSON: true,
+			Size: int64(len(body)), FileID: "f_1"},
+	}
+}
+
+func rejected(body []byte, reason string) *Ingest {
+	return &Ingest{Delivery: Delivery{EndpointID: 1, ReceivedAt: testNow, Method: "POST",
+		Path: "/webhook", Header: http.Header{}, Body: body, BodySHA256: shaHex(body),
+		Size: int64(len(body)), Verdict: Rejected, Reason: reason}}
+}
+
+// TestMigrateFromScratch opens an empty file, checks the schema, and reopens it (no migration
+// runs twice).
+func TestMigrateFromScratch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fresh.db")
+	for i := 0; i < 2; i++ {
+		d, err := Open(context.Background(), path, Options{})
+		if err != nil {
+			t.Fatalf("open #%d: %v", i+1, err)
+		}
+		if _, err := d.EndpointIDBySlug(context.Background(), "default"); err != nil {
+			t.Fatalf("default endpoint: %v", err)
+		}
+		var mode, sync string
+		d.w.QueryRow(`PRAGMA journal_mode`).Scan(&mode)
+		d.w.QueryRow(`PRAGMA synchronous`).Scan(&sync)
+		if mode != "wal" || sync != "2" {
+			t.Errorf("journal_mode = %s, synchronous = %s, want wal, 2 (FULL)", mode, sync)
+		}
+		d.Close()
+	}
+}
+
+func TestCreateDelivery(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	body := []byte(`{"event":"x","id":"evt_1"}` + "\xff")
+
+	t.Run("OK", func(t *testing.T) {
+		got, err := d.CreateDelivery(ctx, verified(body, "id:evt_1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.EventID == 0 || got.Duplicate || got.DeliveryCount != 1 {
+			t.Fatalf("result = %+v, want a new event", got)
+		}
+		stored, err := d.FindDeliveryByID(ctx, got.DeliveryID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if shaHex(stored.Body) != shaHex(body) || stored.EventID != got.EventID {
+			t.Errorf("stored body sha %s event %d, want byte-exact body of event %d", shaHex(stored.Body), stored.EventID, got.EventID)
+		}
+		if stored.Header.Get("Plaud-Signature") != "abc" {
+			t.Errorf("headers = %v, want them as received", stored.Header)
+		}
+	})
+
+	t.Run("Duplicate", func(t *testing.T) {
+		got, err := d.CreateDelivery(ctx, verified(body, "id:evt_1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Duplicate || got.DeliveryCount != 2 {
+			t.Fatalf("result = %+v, want duplicate #2", got)
+		}
+		events, _, err := d.FindEvents(ctx, EventFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 1 || events[0].DeliveryCount != 2 {
+			t.Fatalf("events = %+v, want one event delivered twice", events)
+		}
+	})
+
+	t.Run("Rejected", func(t *testing.T) {
+		got, err := d.CreateDelivery(ctx, rejected([]byte("junk"), "signature_mismatch"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.EventID != 0 {
+			t.Fatalf("rejected delivery made event %d", got.EventID)
+		}
+		v := Rejected
+		ds, err := d.FindDeliveries(ctx, DeliveryFilter{Verdict: &v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != 1 || ds[0].Reason != "signature_mismatch" {
+			t.Fatalf("rejected = %+v, want one with its reason", ds)
+		}
+	})
+}
+
+// TestParallelDuplicates is C12's variant: ten identical deliveries at once make one event and
+// ten delivery rows, with no constraint error.
+func TestParallelDuplicates(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	body := []byte(`{"event":"device.recording_completed","data":{"event_id":"evt_0012"}}`)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := d.CreateDelivery(ctx, verified(body, "id:evt_0012")); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	events, _, _ := d.FindEvents(ctx, EventFilter{})
+	ds, _ := d.FindDeliveries(ctx, DeliveryFilter{})
+	if len(events) != 1 || events[0].DeliveryCount != 10 || len(ds) != 10 {
+		t.Fatalf("events %d (count %d), deliveries %d; want 1 (10), 10", len(events), events[0].DeliveryCount, len(ds))
+	}
+}
+
+// TestGroupCommit checks that concurrent deliveries share commits and all land.
+func TestGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	const n = 200
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	maxBatch := 0
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []byte(fmt.Sprintf(`{"n":%d}`, i))
+			res, err := d.CreateDelivery(ctx, verified(body, "sha256:"+shaHex(body)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			maxBatch = max(maxBatch, res.BatchSize)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	var count int
+	d.r.QueryRow(`SELECT count(*) FROM events`).Scan(&count)
+	if count != n {
+		t.Fatalf("events = %d, want %d", count, n)
+	}
+	if maxBatch < 2 {
+		t.Errorf("largest batch = %d, want deliveries to share commits", maxBatch)
+	}
+}
+
+// TestRejectedBounded checks a flood of rejected deliveries keeps only the newest MaxRejected.
+func TestRejectedBounded(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{MaxRejected: 50})
+	for i := 0; i < 300; i++ {
+		if _, err := d.CreateDelivery(ctx, rejected([]byte(fmt.Sprint(i)), "missing_signature")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var count, bodies int
+	d.r.QueryRow(`SELECT count(*) FROM deliveries WHERE verdict = 'rejected'`).Scan(&count)
+	d.r.QueryRow(`SELECT count(*) FROM delivery_bodies`).Scan(&bodies)
+	// Pruning runs every 100 rejected rows, so at most 99 beyond the bound remain.
+	if count > 50+99 || count < 50 || bodies != count {
+		t.Fatalf("rejected rows = %d, bodies = %d; want between 50 and 149, bodies equal", count, bodies)
+	}
+}
+
+// TestCommitFailure is C23's fault injection: a commit that cannot write fails with
+// ErrUnavailable and stores nothing.
+func TestCommitFailure(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	if _, err := d.w.Exec(`PRAGMA query_only = ON`); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"a":1}`)
+	_, err := d.CreateDelivery(ctx, verified(body, "x"))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	d.w.Exec(`PRAGMA query_only = OFF`)
+	var count int
+	d.r.QueryRow(`SELECT count(*) FROM deliveries`).Scan(&count)
+	if count != 0 {
+		t.Fatalf("deliveries = %d after failed commit, want 0", count)
+	}
+	if _, err := d.CreateDelivery(ctx, verified(body, "x")); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+// TestClosed checks a closed database answers ErrUnavailable instead of panicking.
+func TestClosed(t *testing.T) {
+	d := mustOpenDB(t, Options{})
+	d.Close()
+	_, err := d.CreateDelivery(context.Background(), verified([]byte("{}"), "x"))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestEventPagination walks every page with the keyset cursor.
+func TestEventPagination(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	for i := 0; i < 25; i++ {
+		body := []byte(fmt.Sprint(i))
+		if _, err := d.CreateDelivery(ctx, verified(body, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[int64]bool{}
+	var before int64
+	pages := 0
+	for {
+		page, next, err := d.FindEvents(ctx, EventFilter{Limit: 10, Before: before})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for i, e := range page {
+			if seen[e.ID] || (i > 0 && e.ID >= page[i-1].ID) {
+				t.Fatalf("page %d: id %d out of order or repeated", pages, e.ID)
+			}
+			seen[e.ID] = true
+		}
+		if next == 0 {
+			break
+		}
+		before = next
+	}
+	if len(seen) != 25 || pages != 3 {
+		t.Fatalf("saw %d events in %d pages, want 25 in 3", len(seen), pages)
+	}
+}
+
+func BenchmarkCreateDelivery(b *testing.B) {
+	for _, par := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("senders=%d", par), func(b *testing.B) {
+			d := mustOpenDB(b, Options{Now: time.Now})
+			body := make([]byte, 2048)
+			var n int64
+			var mu sync.Mutex
+			b.SetParallelism(par)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					mu.Lock()
+					n++
+					key := fmt.Sprint(n)
+					mu.Unlock()
+					if _, err := d.CreateDelivery(context.Background(), verified(body, key)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

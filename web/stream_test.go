@@ -1,0 +1,176 @@
+package web_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/web/signature"
+)
+
+type sseEvent struct {
+	id, name, data string
+}
+
+// readEvents reads server-sent events (and counts heartbeat comments) until stop says so.
+func readEvents(t *testing.T, resp *http.Response, stop func([]sseEvent, int) bool) ([]sseEvent, int) {
+	t.Helper()
+	var events []sseEvent
+	beats := 0
+	cur := sseEvent{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if cur.name != "" {
+					events = append(events, cur)
+				}
+				cur = sseEvent{}
+				if stop(events, beats) {
+					return
+				}
+			case strings.HasPrefix(line, ":"):
+				beats++
+			case strings.HasPrefix(line, "id: "):
+				cur.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				cur.name = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				cur.data += line[6:] + "\n"
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		resp.Body.Close()
+		<-done
+		t.Fatalf("timed out waiting for stream events; got %d events, %d heartbeats", len(events), beats)
+	}
+	return events, beats
+}
+
+func openStream(t *testing.T, e *env, c *http.Client, lastID string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/events/stream", nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream status = %d", resp.StatusCode)
+	}
+	return resp
+}
+
+// TestStream covers the live stream: headers, heartbeats, a new event, a duplicate, a rejection,
+// and resuming from Last-Event-ID.
+func TestStream(t *testing.T) {
+	e := newEnv(t)
+	c := e.client("viewer")
+	resp := openStream(t, e, c, "")
+
+	for k, want := range map[string]string{"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if !strings.Contains(resp.Header.Get("Cache-Control"), "no-cache") {
+		t.Errorf("Cache-Control = %q", resp.Header.Get("Cache-Control"))
+	}
+
+	// Wait for a heartbeat, then deliver: new, duplicate, rejected.
+	readEvents(t, resp, func(_ []sseEvent, beats int) bool { return beats >= 2 })
+	go func() {
+		e.post("/webhook", signed(signature.SchemeDevguide, b1, testNow), b1)
+		e.post("/webhook", signed(signature.SchemeDevguide, b1, testNow), b1)
+		e.post("/webhook", http.Header{}, []byte("unsigned"))
+	}()
+	events, _ := readEvents(t, resp, func(ev []sseEvent, _ int) bool { return len(ev) >= 5 })
+	names := []string{}
+	for _, ev := range events {
+		names = append(names, ev.name)
+		if ev.id == "" {
+			t.Errorf("event %s has no id", ev.name)
+		}
+	}
+	want := "delivery-verified event-new delivery-verified event-update delivery-rejected"
+	if strings.Join(names, " ") != want {
+		t.Fatalf("events = %v, want %s", names, want)
+	}
+	if !strings.Contains(events[1].data, `data-testid="event-row"`) || !strings.Contains(events[1].data, "transcription.completed") {
+		t.Errorf("event-new data = %q, want the rendered row", events[1].data)
+	}
+	if !strings.Contains(events[3].data, `hx-swap-oob="outerHTML"`) || !strings.Contains(events[3].data, "received 2×") {
+		t.Errorf("event-update data = %q, want an out-of-band replacement row", events[3].data)
+	}
+
+	// Reconnect with the id of the first delivery: the two after it arrive from the database.
+	resumed := openStream(t, e, c, events[0].id)
+	missed, _ := readEvents(t, resumed, func(ev []sseEvent, _ int) bool { return len(ev) >= 3 })
+	if missed[0].name != "delivery-verified" || missed[1].name != "event-update" || missed[2].name != "delivery-rejected" {
+		t.Fatalf("resumed events = %v, want the two missed deliveries in order", missed)
+	}
+	first, _ := strconv.Atoi(events[0].id)
+	if got, _ := strconv.Atoi(missed[0].id); got != first+1 {
+		t.Errorf("first resumed id = %d, want %d", got, first+1)
+	}
+}
+
+// TestStreamResync checks a reconnect that missed more than the replay window is told to reload.
+func TestStreamResync(t *testing.T) {
+	e := newEnv(t)
+	for i := 0; i < 1002; i++ {
+		body := []byte(strconv.Itoa(i))
+		e.db.CreateDelivery(context.Background(), &db.Ingest{Delivery: db.Delivery{EndpointID: 1,
+			ReceivedAt: testNow, Method: "POST", Path: "/webhook", Body: body, Verdict: db.Rejected,
+			Reason: "missing_signature"}})
+	}
+	resp := openStream(t, e, e.client("viewer"), "1")
+	events, _ := readEvents(t, resp, func(ev []sseEvent, _ int) bool { return len(ev) >= 1 })
+	if events[0].name != "resync" {
+		t.Fatalf("first event = %s, want resync", events[0].name)
+	}
+}
+
+// TestStreamEndsOnLogout checks a stream closes once its session is gone.
+func TestStreamEndsOnLogout(t *testing.T) {
+	e := newEnv(t)
+	c := e.client("viewer")
+	resp := openStream(t, e, c, "")
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/logout", nil)
+	lr, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr.Body.Close()
+	ended := make(chan struct{})
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			if _, err := resp.Body.Read(b); err != nil {
+				close(ended)
+				return
+			}
+		}
+	}()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stream still open 5 s after logout")
+	}
+}
