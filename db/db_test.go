@@ -309,3 +309,27 @@ func BenchmarkCreateDelivery(b *testing.B) {
 		})
 	}
 }
+
+// TestAuditAppendOnly checks entries can be added and read but never changed or removed.
+func TestAuditAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	for _, a := range []string{"login.ok", "login.failed", "secret.rotate"} {
+		if err := d.CreateAuditEntry(ctx, AuditEntry{Actor: "admin", Action: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := d.FindAuditEntries(ctx, AuditFilter{ActionPrefix: "login."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Action != "login.failed" || !got[0].At.Equal(testNow) {
+		t.Fatalf("entries = %+v, want the two login entries, newest first", got)
+	}
+	if _, err := d.w.Exec(`UPDATE audit SET actor = 'x'`); err == nil {
+		t.Error("audit update succeeded")
+	}
+	if _, err := d.w.Exec(`DELETE FROM audit`); err == nil {
+		t.Error("audit delete succeeded")
+	}
+}

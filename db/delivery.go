@@ -54,7 +54,7 @@ type DeliveryFilter struct {
 	EventID *int64
 	Before  int64 // keyset cursor: only ids below it (0 = from the newest)
 	After   int64 // only ids above it, oldest first (used to resume a live stream)
-	Limit   int // at most 5,000; 0 means 100
+	Limit   int   // at most 5,000; 0 means 100
 }
 
 const deliveryColumns = `d.id, d.endpoint_id, e.slug, d.received_at, d.remote_addr, d.method,

@@ -21,6 +21,7 @@ type Store interface {
 	ingestStore
 	eventStore
 	sessionStore
+	auditStore
 }
 
 // Config is the web layer's part of plaudhook's configuration. cmd fills it.
@@ -129,4 +130,22 @@ func userFrom(ctx context.Context) (db.User, bool) {
 		return db.User{}, false
 	}
 	return a.user, true
+}
+
+// auditStore is what recording audit entries needs.
+type auditStore interface {
+	CreateAuditEntry(ctx context.Context, e db.AuditEntry) error
+}
+
+// audit records an action of the signed-in user (or "anonymous"). A failure to record is logged,
+// never shown to the user: the action itself already happened.
+func (s *Server) audit(r *http.Request, action, target, detail string) {
+	e := db.AuditEntry{Actor: "anonymous", Action: action, Target: target, Detail: detail,
+		RemoteAddr: remoteHost(r)}
+	if u, ok := userFrom(r.Context()); ok {
+		e.Actor, e.ActorID = u.Username, u.ID
+	}
+	if err := s.store.CreateAuditEntry(context.WithoutCancel(r.Context()), e); err != nil {
+		s.log.Error("record audit entry", "action", action, "error", err)
+	}
 }

@@ -154,6 +154,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	passwordOK := checkPassword(u.PasswordHash, password)
 	if err != nil || u.Disabled || !passwordOK {
 		s.log.Warn("sign-in failed", "username", username, slogRequest(r))
+		s.audit(r, "login.failed", "user "+username, "wrong username or password")
 		w.WriteHeader(http.StatusUnauthorized)
 		views.LoginPage(s.page(r, "Sign in", ""), username, errBadLogin, next).Render(r.Context(), w)
 		return
@@ -176,6 +177,8 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("signed in", "username", u.Username, slogRequest(r))
+	s.audit(r.WithContext(context.WithValue(r.Context(), authKey{}, &auth{user: u})),
+		"login.ok", "user "+u.Username, "")
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

@@ -33,7 +33,8 @@ type Transcript struct {
 	// Text is the full text as sent, or else the segment texts joined: with a space, except
 	// next to Chinese or Japanese characters, which are joined with nothing.
 	Text string
-	// Segments are the readable segments in the order sent.
+	// Segments are the segment objects in the order sent. A time or text that cannot be
+	// read is left at zero and noted in Missing; a segment is never dropped for it.
 	Segments []Segment
 	// ErrorCode and ErrorMessage come from error{code,message} or an error string, looked up
 	// in the transcript, then data, then the top level.
