@@ -40,18 +40,21 @@ var testHash = sync.OnceValue(func() string {
 })
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	db    *db.DB
 	srv   *web.Server
 	ts    *httptest.Server
 	clock *time.Time
 }
 
+// webConfig is the server configuration a test option may change.
+type webConfig = web.Config
+
 type option func(*web.Config)
 
 // newEnv starts the real router over a real SQLite file, with the clock fixed at testNow and one
 // user of each role (password testPassword).
-func newEnv(t *testing.T, opts ...option) *env {
+func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
 	clock := testNow
 	now := func() time.Time { return clock }
@@ -123,7 +126,7 @@ func (e *env) client(username string) *http.Client {
 	return c
 }
 
-func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+func get(t testing.TB, c *http.Client, u string) (*http.Response, string) {
 	t.Helper()
 	resp, err := c.Get(u)
 	if err != nil {
@@ -145,7 +148,7 @@ func shaHex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func contains(t *testing.T, body string, want ...string) {
+func contains(t testing.TB, body string, want ...string) {
 	t.Helper()
 	for _, w := range want {
 		if !strings.Contains(body, w) {
