@@ -32,6 +32,7 @@ check-generated:
 ## test: the whole suite, with the race detector, including browser tests (needs chromium)
 test: lint check-generated
 	$(GO) test -tags $(TAGS) -race -count=1 -timeout 30m -cover ./...
+	$(GO) test -tags $(TAGS) -count=1 -run 'TestStreamScale' ./web/
 
 ## test-short: the suite without the race detector, for a quick loop
 test-short:
@@ -42,9 +43,10 @@ lint:
 	$(GO) vet -tags $(TAGS) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '_templ.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '_templ.go$$'); echo "gofmt needed"; exit 1)
 
-## bench: Go benchmarks of the ingest path
-bench:
-	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 5 ./...
+## bench: Go benchmarks, then the load tool against a fresh server beside a bare net/http handler
+bench: build
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 3 ./...
+	./$(BIN) bench --duration $${BENCH_DURATION:-3s}
 
 ## clean: remove build output (never ./data)
 clean:

@@ -22,8 +22,10 @@ type AuditEntry struct {
 // AuditFilter selects audit entries. Empty fields are unset.
 type AuditFilter struct {
 	Actor        string
-	ActionPrefix string // e.g. "login." for every login entry
-	Before       int64  // keyset cursor
+	ActionPrefix string     // e.g. "login." for every login entry
+	Since        *time.Time // at or after
+	Until        *time.Time // before
+	Before       int64      // keyset cursor
 	Limit        int
 }
 
@@ -57,6 +59,14 @@ func (db *DB) FindAuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry
 	if f.ActionPrefix != "" {
 		where = append(where, "action >= ? AND action < ?")
 		args = append(args, f.ActionPrefix, f.ActionPrefix+"\uffff")
+	}
+	if f.Since != nil {
+		where = append(where, "at >= ?")
+		args = append(args, micros(*f.Since))
+	}
+	if f.Until != nil {
+		where = append(where, "at < ?")
+		args = append(args, micros(*f.Until))
 	}
 	if f.Before > 0 {
 		where = append(where, "id < ?")

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -49,10 +50,22 @@ type Options struct {
 	// MaxRejected bounds how many rejected deliveries are kept (default 10,000); the oldest
 	// are pruned first.
 	MaxRejected int
+	// MaxRejectedBytes bounds the bytes (bodies and headers) rejected deliveries keep
+	// (default 256 MiB), pruned by RunRetention.
+	MaxRejectedBytes int64
+	// RetainDays deletes events whose last delivery is older than this many days, and rejected
+	// deliveries as old (0, the default: keep forever). See Prune.
+	RetainDays int
+	// RetainPerEndpoint keeps at most this many newest events per endpoint (0, the default: no
+	// limit).
+	RetainPerEndpoint int
 	// Logger receives migration and writer messages (default: discard).
 	Logger *slog.Logger
 	// Now is the clock used for timestamps written by storage (default time.Now).
 	Now func() time.Time
+	// Sealer encrypts stored signing secrets (db/sealed.Keyring). Without it, reading or
+	// writing stored secrets fails; everything else works.
+	Sealer Sealer
 }
 
 // DB is plaudhook's database: one writer connection, a pool of readers and the ingest batch
@@ -72,6 +85,12 @@ type DB struct {
 
 	// rejectedSincePrune counts rejected rows inserted since the last prune; writer goroutine only.
 	rejectedSincePrune int
+
+	// secretsGen changes on every secret or endpoint write (db/secret.go).
+	secretsGen atomic.Int64
+
+	stmts stmtCache     // the writer's prepared statements (db/stmt.go)
+	kick  chan struct{} // asks RunRetention for an early pass (db/retention.go)
 }
 
 // Open opens (creating if needed) the database file at path, applies every pending migration,
@@ -84,7 +103,10 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		opt.MaxBatch = 256
 	}
 	if opt.MaxRejected <= 0 {
-		opt.MaxRejected = 10000
+		opt.MaxRejected = DefaultMaxRejected
+	}
+	if opt.MaxRejectedBytes <= 0 {
+		opt.MaxRejectedBytes = DefaultMaxRejectedBytes
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -130,7 +152,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
 
 	db := &DB{Path: path, w: w, r: r, log: opt.Logger, now: opt.Now, opt: opt,
-		jobs: make(chan *job, 4096), stopped: make(chan struct{})}
+		jobs: make(chan *job, 4096), stopped: make(chan struct{}), kick: make(chan struct{}, 1)}
 
 	if err := db.migrate(ctx); err != nil {
 		w.Close()
@@ -172,7 +194,11 @@ func (db *DB) Close() error {
 		close(db.jobs)
 		<-db.stopped
 	})
-	err := db.w.Close()
+	var err error
+	if db.w != nil { // nil when opened read-only
+		db.closeStmts()
+		err = db.w.Close()
+	}
 	if rerr := db.r.Close(); err == nil {
 		err = rerr
 	}

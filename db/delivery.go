@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -46,31 +45,49 @@ type Delivery struct {
 	EventID         int64  // 0 when rejected
 	Duplicate       bool   // a later delivery of an event already stored
 	AckMicros       int64  // time from receipt to commit
+	SecretID        int64  // the secret that matched (0: none, or one no longer stored)
+	SecretOld       bool   // that secret was retiring, or a newer one existed, when it matched
+	PromotedBy      string // who re-verified this once-rejected delivery; "" if nobody did
+	PromotedAt      time.Time
 }
 
 // DeliveryFilter selects deliveries for FindDeliveries. Nil fields are unset.
 type DeliveryFilter struct {
-	Verdict *Verdict
-	EventID *int64
-	Before  int64 // keyset cursor: only ids below it (0 = from the newest)
-	After   int64 // only ids above it, oldest first (used to resume a live stream)
-	Limit   int   // at most 5,000; 0 means 100
+	Verdict      *Verdict
+	Reason       *string // rejection reason, e.g. "signature_mismatch" (implies rejected)
+	EventID      *int64
+	EndpointID   *int64
+	EndpointSlug *string // endpoint by slug; an unknown slug matches nothing
+	EventType    *string // type of the delivery's event ("" matches rejected deliveries)
+	Since        *time.Time
+	Until        *time.Time
+	Duplicates   *bool   // true: only repeats of a stored event; false: no repeats
+	Search       *string // a Plaud id, "#<event number>" or payload words (see EventFilter)
+	Before       int64   // keyset cursor: only ids below it (0 = from the newest)
+	After        int64   // only ids above it, oldest first (used to resume a live stream)
+	Limit        int     // at most 5,000; 0 means 100
 }
 
 const deliveryColumns = `d.id, d.endpoint_id, e.slug, d.received_at, d.remote_addr, d.method,
 	d.path, d.headers, d.body_sha256, d.size, d.body_truncated, d.content_type,
 	d.content_encoding, d.verdict, d.reason, d.scheme, d.secret_label, d.sender_timestamp,
-	d.skew_ms, coalesce(d.event_id, 0), d.duplicate, d.ack_micros`
+	d.skew_ms, coalesce(d.event_id, 0), d.duplicate, d.ack_micros, coalesce(d.secret_id, 0),
+	d.secret_old, d.promoted_by, coalesce(d.promoted_at, 0)`
 
 func scanDelivery(s interface{ Scan(...any) error }) (Delivery, error) {
 	var d Delivery
 	var headers string
 	var received int64
 	var skew sql.NullInt64
+	var promoted int64
 	err := s.Scan(&d.ID, &d.EndpointID, &d.Endpoint, &received, &d.RemoteAddr, &d.Method,
 		&d.Path, &headers, &d.BodySHA256, &d.Size, &d.BodyTruncated, &d.ContentType,
 		&d.ContentEncoding, &d.Verdict, &d.Reason, &d.Scheme, &d.SecretLabel,
-		&d.SenderTimestamp, &skew, &d.EventID, &d.Duplicate, &d.AckMicros)
+		&d.SenderTimestamp, &skew, &d.EventID, &d.Duplicate, &d.AckMicros, &d.SecretID,
+		&d.SecretOld, &d.PromotedBy, &promoted)
+	if promoted != 0 {
+		d.PromotedAt = fromMicros(promoted)
+	}
 	if err != nil {
 		return d, err
 	}
@@ -109,37 +126,17 @@ func (db *DB) FindDeliveryByID(ctx context.Context, id int64) (Delivery, error) 
 // FindDeliveries returns deliveries matching f without their bodies: newest first, or oldest
 // first when f.After is set.
 func (db *DB) FindDeliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error) {
-	var where []string
-	var args []any
-	if f.Verdict != nil {
-		where = append(where, "d.verdict = ?")
-		args = append(args, string(*f.Verdict))
-	}
-	if f.EventID != nil {
-		where = append(where, "d.event_id = ?")
-		args = append(args, *f.EventID)
-	}
-	if f.Before > 0 {
-		where = append(where, "d.id < ?")
-		args = append(args, f.Before)
-	}
-	order := "d.id DESC"
-	if f.After > 0 {
-		where = append(where, "d.id > ?")
-		args = append(args, f.After)
-		order = "d.id ASC"
-	}
 	if f.Limit <= 0 || f.Limit > 5000 {
 		f.Limit = 100
 	}
-	q := `SELECT ` + deliveryColumns + `
-		FROM deliveries d
-		JOIN endpoints e ON e.id = d.endpoint_id`
-	if len(where) > 0 {
-		q += "\n\t\tWHERE " + strings.Join(where, " AND ")
+	// db/filter.go builds the query: every filter is served by an index in id order.
+	q, args, ok, err := db.deliveryListQuery(ctx, f, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("find deliveries: %w", err)
 	}
-	q += "\n\t\tORDER BY " + order + " LIMIT ?"
-	args = append(args, f.Limit)
+	if !ok {
+		return nil, nil
+	}
 
 	rows, err := db.r.QueryContext(ctx, q, args...)
 	if err != nil {

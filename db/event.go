@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -26,26 +25,40 @@ type Event struct {
 	LastReceivedAt  time.Time
 	DeliveryCount   int
 	BodyDeliveryID  int64 // the delivery whose body is the event's body (the first one)
+	// Unexpected is set when the endpoint lists expected event types and this is not one.
+	Unexpected bool
+	// Drift says how its fields differ from those its type usually has; set by FillDrift.
+	Drift Drift
 }
 
 // EventFilter selects events for FindEvents. Nil fields are unset.
 type EventFilter struct {
-	EndpointID *int64
-	EventType  *string
-	Before     int64 // keyset cursor: only ids below it (0 = from the newest)
-	Limit      int
+	EndpointID   *int64
+	EndpointSlug *string // endpoint by slug; an unknown slug matches nothing
+	EventType    *string
+	Since        *time.Time // first received at or after
+	Until        *time.Time // first received before
+	// Duplicates: true keeps only events delivered more than once, false only those
+	// delivered once.
+	Duplicates *bool
+	// Search matches any Plaud id (file, transcription, device, envelope), plaudhook's event
+	// number ("#12"), or words of the payload text (every word, as a prefix).
+	Search *string
+	Before int64 // keyset cursor: only ids below it (0 = from the newest)
+	Limit  int
 }
 
 const eventColumns = `v.id, v.endpoint_id, e.slug, v.dedupe_key, v.event_type, v.envelope_id,
 	v.file_id, v.transcription_id, v.device_id, v.is_json, v.size, v.summary,
-	v.first_received_at, v.last_received_at, v.delivery_count, v.body_delivery_id`
+	v.first_received_at, v.last_received_at, v.delivery_count, v.body_delivery_id,
+	(e.expected_types != '' AND instr(',' || e.expected_types || ',', ',' || v.event_type || ',') = 0)`
 
 func scanEvent(s interface{ Scan(...any) error }) (Event, error) {
 	var v Event
 	var first, last int64
 	err := s.Scan(&v.ID, &v.EndpointID, &v.Endpoint, &v.DedupeKey, &v.EventType, &v.EnvelopeID,
 		&v.FileID, &v.TranscriptionID, &v.DeviceID, &v.JSON, &v.Size, &v.Summary,
-		&first, &last, &v.DeliveryCount, &v.BodyDeliveryID)
+		&first, &last, &v.DeliveryCount, &v.BodyDeliveryID, &v.Unexpected)
 	v.FirstReceivedAt = fromMicros(first)
 	v.LastReceivedAt = fromMicros(last)
 	return v, err
@@ -71,32 +84,17 @@ func (db *DB) FindEventByID(ctx context.Context, id int64) (Event, error) {
 // page (0 when this is the last one). Every filter is served by an index in id order, so a page
 // costs the same at any depth.
 func (db *DB) FindEvents(ctx context.Context, f EventFilter) ([]Event, int64, error) {
-	var where []string
-	var args []any
-	if f.EndpointID != nil {
-		where = append(where, "v.endpoint_id = ?")
-		args = append(args, *f.EndpointID)
-	}
-	if f.EventType != nil {
-		where = append(where, "v.event_type = ?")
-		args = append(args, *f.EventType)
-	}
-	if f.Before > 0 {
-		where = append(where, "v.id < ?")
-		args = append(args, f.Before)
-	}
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
-	q := `SELECT ` + eventColumns + `
-		FROM events v
-		JOIN endpoints e ON e.id = v.endpoint_id`
-	if len(where) > 0 {
-		q += "\n\t\tWHERE " + strings.Join(where, " AND ")
+	// One row more than asked tells whether a next page exists (db/filter.go builds the query).
+	q, args, ok, err := db.eventListQuery(ctx, f, f.Limit+1)
+	if err != nil {
+		return nil, 0, fmt.Errorf("find events: %w", err)
 	}
-	// One row more than asked tells whether a next page exists.
-	q += "\n\t\tORDER BY v.id DESC LIMIT ?"
-	args = append(args, f.Limit+1)
+	if !ok {
+		return nil, 0, nil
+	}
 
 	rows, err := db.r.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -13,6 +13,9 @@ import (
 type Ingest struct {
 	Delivery Delivery
 	Event    *Event // facts read from a verified body: dedupe key, type, ids, summary
+	// Promote is the id of a stored rejected delivery that Delivery re-verified: that row
+	// becomes verified in place (no new delivery), and its event is stored like any other.
+	Promote int64
 }
 
 // IngestResult says what a committed delivery became.
@@ -22,6 +25,7 @@ type IngestResult struct {
 	Duplicate     bool  // the event was already stored; this delivery was added to it
 	DeliveryCount int   // deliveries of the event so far, this one included
 	BatchSize     int   // deliveries that shared this commit
+	BatchFirst    bool  // the first delivery of its batch: metrics count each batch once
 }
 
 type job struct {
@@ -103,6 +107,7 @@ func (db *DB) commitBatch(batch []*job) {
 		}
 	}
 
+	db.prepareWanted(ctx)
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		fail(err)
@@ -110,7 +115,7 @@ func (db *DB) commitBatch(batch []*job) {
 	}
 	rejected := 0
 	for _, j := range batch {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT job`); err != nil {
+		if _, err := db.txExec(ctx, tx, `SAVEPOINT job`); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
@@ -118,13 +123,13 @@ func (db *DB) commitBatch(batch []*job) {
 		j.res, j.err = db.insertDelivery(ctx, tx, j.in)
 		if j.err != nil {
 			db.log.Error("store delivery", "error", j.err)
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO job`); err != nil {
+			if _, err := db.txExec(ctx, tx, `ROLLBACK TO job`); err != nil {
 				tx.Rollback()
 				fail(err)
 				return
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE job`); err != nil {
+		if _, err := db.txExec(ctx, tx, `RELEASE job`); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
@@ -132,6 +137,11 @@ func (db *DB) commitBatch(batch []*job) {
 		if j.err == nil && j.in.Event == nil {
 			rejected++
 		}
+	}
+
+	// Count matches on the secrets that verified, in the same transaction.
+	if err := db.countSecretMatches(ctx, tx, batch); err != nil {
+		db.log.Warn("count secret matches", "error", err)
 	}
 
 	// Keep the rejected log bounded: prune in the same transaction every so often, so a flood
@@ -142,14 +152,16 @@ func (db *DB) commitBatch(batch []*job) {
 			db.log.Warn("prune rejected deliveries", "error", err)
 		}
 		db.rejectedSincePrune = 0
+		db.kickRetention() // the bytes bound is checked outside this transaction
 	}
 
 	if err := tx.Commit(); err != nil {
 		fail(err)
 		return
 	}
-	for _, j := range batch {
+	for i, j := range batch {
 		j.res.BatchSize = len(batch)
+		j.res.BatchFirst = i == 0
 		close(j.done)
 	}
 }
@@ -166,15 +178,19 @@ func (db *DB) insertDelivery(ctx context.Context, tx *sql.Tx, in *Ingest) (Inges
 	}
 	received := micros(d.ReceivedAt)
 	ack := micros(db.now()) - received
+	if in.Promote != 0 {
+		return db.promoteDelivery(ctx, tx, in) // db/secret.go
+	}
 
-	res, err := tx.ExecContext(ctx, `
+	res, err := db.txExec(ctx, tx, `
 		INSERT INTO deliveries (endpoint_id, received_at, remote_addr, method, path, headers,
 			body_sha256, size, body_truncated, content_type, content_encoding, verdict, reason,
-			scheme, secret_label, sender_timestamp, skew_ms, ack_micros)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			scheme, secret_label, sender_timestamp, skew_ms, ack_micros, secret_id, secret_old)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.EndpointID, received, d.RemoteAddr, d.Method, d.Path, string(headers),
 		d.BodySHA256, d.Size, d.BodyTruncated, d.ContentType, d.ContentEncoding,
-		string(d.Verdict), d.Reason, d.Scheme, d.SecretLabel, d.SenderTimestamp, d.SkewMS, ack)
+		string(d.Verdict), d.Reason, d.Scheme, d.SecretLabel, d.SenderTimestamp, d.SkewMS, ack,
+		nullID(d.SecretID), d.SecretOld)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("insert delivery: %w", conflict(err))
 	}
@@ -186,7 +202,7 @@ func (db *DB) insertDelivery(ctx context.Context, tx *sql.Tx, in *Ingest) (Inges
 	if body == nil {
 		body = []byte{}
 	}
-	if _, err := tx.ExecContext(ctx,
+	if _, err := db.txExec(ctx, tx,
 		`INSERT INTO delivery_bodies (delivery_id, body) VALUES (?, ?)`,
 		out.DeliveryID, body); err != nil {
 		return out, fmt.Errorf("insert body: %w", err)
@@ -194,11 +210,16 @@ func (db *DB) insertDelivery(ctx context.Context, tx *sql.Tx, in *Ingest) (Inges
 	if in.Event == nil {
 		return out, nil
 	}
+	return db.upsertEvent(ctx, tx, in, out)
+}
 
-	// Insert the event, or count this delivery on the event it repeats. The unique
-	// (endpoint_id, dedupe_key) index makes this safe under any concurrency.
-	v := in.Event
-	err = tx.QueryRowContext(ctx, `
+// upsertEvent stores the event of the verified delivery out.DeliveryID, inside tx: a new event,
+// or this delivery counted on the event it repeats. The unique (endpoint_id, dedupe_key) index
+// makes this safe under any concurrency.
+func (db *DB) upsertEvent(ctx context.Context, tx *sql.Tx, in *Ingest, out IngestResult) (IngestResult, error) {
+	d, v := &in.Delivery, in.Event
+	received := micros(d.ReceivedAt)
+	err := db.txQueryRow(ctx, tx, `
 		INSERT INTO events (endpoint_id, dedupe_key, event_type, envelope_id, file_id,
 			transcription_id, device_id, is_json, size, summary, first_received_at,
 			last_received_at, delivery_count, body_delivery_id)
@@ -214,7 +235,7 @@ func (db *DB) insertDelivery(ctx context.Context, tx *sql.Tx, in *Ingest) (Inges
 		return out, fmt.Errorf("upsert event: %w", err)
 	}
 	out.Duplicate = out.DeliveryCount > 1
-	if _, err := tx.ExecContext(ctx,
+	if _, err := db.txExec(ctx, tx,
 		`UPDATE deliveries SET event_id = ?, duplicate = ? WHERE id = ?`,
 		out.EventID, out.Duplicate, out.DeliveryID); err != nil {
 		return out, fmt.Errorf("link delivery to event: %w", err)

@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Role is what a user may do: viewers browse, operators also replay, admins manage everything.
@@ -81,6 +84,9 @@ func (db *DB) CountUsers(ctx context.Context) (int, error) {
 func (db *DB) CreateUser(ctx context.Context, username, passwordHash string, role Role) (User, error) {
 	if !role.Valid() {
 		return User{}, &ValidationError{Message: fmt.Sprintf("unknown role %q", role)}
+	}
+	if err := ValidateUsername(username); err != nil {
+		return User{}, err
 	}
 	now := micros(db.now())
 	res, err := db.w.ExecContext(ctx, `
@@ -161,26 +167,127 @@ func (db *DB) UpdateUserPassword(ctx context.Context, userID int64, hash string,
 	return tx.Commit()
 }
 
-// UpdateUserDisabled disables or re-enables a user; disabling ends all their sessions at once.
+// UpdateUserDisabled disables or re-enables a user; disabling ends all their sessions at once
+// (their API tokens stay stored but stop working while the user is disabled). Disabling the
+// last enabled admin is refused with a *ValidationError; ErrNotFound means no such user.
 func (db *DB) UpdateUserDisabled(ctx context.Context, userID int64, disabled bool) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("update user: %w", unavailable(err))
 	}
 	defer tx.Rollback()
+	admins, err := countAdmins(ctx, tx)
+	if err != nil {
+		return err
+	}
 	res, err := tx.ExecContext(ctx, `UPDATE users SET disabled = ? WHERE id = ?`, disabled, userID)
 	if err != nil {
-		return fmt.Errorf("update user: %w", err)
+		return fmt.Errorf("update user: %w", unavailable(err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("user %d: %w", userID, ErrNotFound)
 	}
 	if disabled {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID); err != nil {
-			return fmt.Errorf("end sessions: %w", err)
+		if err := keepAnAdmin(ctx, tx, admins); err != nil {
+			return err
+		}
+		if err := endSessions(ctx, tx, userID); err != nil {
+			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("update user: %w", unavailable(err))
+	}
+	return nil
+}
+
+// UpdateUserRole changes a user's role and ends their sessions, so the new role starts with a
+// fresh sign-in (their API tokens act with the new role at once). Demoting the last enabled
+// admin is refused with a *ValidationError; ErrNotFound means no such user.
+func (db *DB) UpdateUserRole(ctx context.Context, userID int64, role Role) error {
+	if !role.Valid() {
+		return &ValidationError{Message: fmt.Sprintf("unknown role %q", role)}
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("update role: %w", unavailable(err))
+	}
+	defer tx.Rollback()
+	admins, err := countAdmins(ctx, tx)
+	if err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE users SET role = ? WHERE id = ? AND role != ?`,
+		string(role), userID, string(role))
+	if err != nil {
+		return fmt.Errorf("update role: %w", unavailable(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Either no such user, or the role is unchanged: nothing to do for the latter.
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, userID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+		}
+		return err
+	}
+	if err := keepAnAdmin(ctx, tx, admins); err != nil {
+		return err
+	}
+	if err := endSessions(ctx, tx, userID); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("update role: %w", unavailable(err))
+	}
+	return nil
+}
+
+// countAdmins counts the enabled admins.
+func countAdmins(ctx context.Context, tx *sql.Tx) (int, error) {
+	var n int
+	err := tx.QueryRowContext(ctx,
+		`SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count admins: %w", err)
+	}
+	return n, nil
+}
+
+// keepAnAdmin refuses a change that takes the enabled admins from some (before) to none:
+// nobody could manage users then.
+func keepAnAdmin(ctx context.Context, tx *sql.Tx, before int) error {
+	after, err := countAdmins(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if before > 0 && after == 0 {
+		return &ValidationError{Message: "at least one enabled admin must remain"}
+	}
+	return nil
+}
+
+// endSessions deletes every session of a user.
+func endSessions(ctx context.Context, tx *sql.Tx, userID int64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID); err != nil {
+		return fmt.Errorf("end sessions: %w", unavailable(err))
+	}
+	return nil
+}
+
+// ValidateUsername checks a new username: 1 to 64 letters, digits or any of . _ - @.
+func ValidateUsername(username string) error {
+	ok := username != "" && utf8.RuneCountInString(username) <= 64
+	for _, r := range username {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-@", r) {
+			ok = false
+		}
+	}
+	if !ok {
+		return &ValidationError{
+			Message: "a username is 1 to 64 letters, digits or any of . _ - @ (no spaces)"}
+	}
+	return nil
 }
 
 // HashToken returns the stored form of a session or API token.

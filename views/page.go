@@ -16,6 +16,12 @@ type Page struct {
 	Nav    string   // active navigation entry: "events", "rejected"
 	Static string   // URL prefix of the versioned static files, e.g. "/static/3f2a9c1d"
 	Flash  string   // one-time notice shown at the top
+
+	// DiskWarning, when set, warns that the database's disk is nearly full.
+	DiskWarning string
+	// ClockWarning, when set, says this server's clock may be off: many recent deliveries were
+	// rejected for timestamp skew (web/endpoint.go).
+	ClockWarning string
 }
 
 // StaticURL returns the versioned URL of a static file.
@@ -84,7 +90,8 @@ func ReasonText(reason string) string {
 		return "The signature has the sha256= form of the embedded scheme but Plaud-Timestamp is missing."
 	case "no_secret_configured":
 		return "This endpoint has no signing secret, so nothing can be verified. " +
-			"Set PLAUD_WEBHOOK_SECRET to the secret from Plaud's portal."
+			"An admin adds the secret from Plaud's portal on the endpoint's page " +
+			"(or sets PLAUD_WEBHOOK_SECRET for the default endpoint)."
 	case "payload_too_large":
 		return "The body is larger than the configured limit; only its beginning was kept."
 	case "unsupported_encoding":

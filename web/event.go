@@ -21,27 +21,6 @@ type eventStore interface {
 	LastDeliveryID(ctx context.Context) (int64, error)
 }
 
-// handleEventIndex lists events, newest first; the first page updates live.
-func (s *Server) handleEventIndex(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := db.EventFilter{Limit: 100}
-	f.Before, _ = strconv.ParseInt(q.Get("before"), 10, 64)
-	props := views.EventListProps{Type: q.Get("type"), Live: f.Before == 0,
-		SendCommand: s.cfg.SendCommand}
-	if props.Type != "" {
-		f.EventType = &props.Type
-		props.Live = false // live rows are not filtered yet
-	}
-
-	events, next, err := s.store.FindEvents(r.Context(), f)
-	if err != nil {
-		s.respondError(w, r, err)
-		return
-	}
-	props.Events, props.Next = events, next
-	s.render(w, r, views.EventList(s.page(r, "Events", "events"), props))
-}
-
 // handleEventView shows one event with its body and deliveries.
 func (s *Server) handleEventView(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -65,8 +44,16 @@ func (s *Server) handleEventView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pretty, _ := plaud.Pretty(first.Body)
-	s.render(w, r, views.EventPage(s.page(r, views.EventTypeLabel(e), "events"),
-		views.EventPageProps{Event: e, Body: first.Body, Pretty: pretty, Deliveries: ds, First: first}))
+	props := views.EventPageProps{Event: e, Body: first.Body, Pretty: pretty, Deliveries: ds,
+		First: first}
+	s.eventTranscript(r.Context(), &props) // its recording and transcript (transcript.go)
+	// Drift, the JSON tree and the previous event of its type (explorer.go).
+	s.eventExplorer(r.Context(), &props)
+	if props.Replay, err = s.eventReplayProps(r, e, first); err != nil { // replay_handlers.go
+		s.respondError(w, r, err)
+		return
+	}
+	s.render(w, r, views.EventPage(s.page(r, views.EventTypeLabel(e), "events"), props))
 }
 
 // handleEventBody sends an event's body, byte for byte, as a download.
@@ -92,41 +79,6 @@ func (s *Server) handleEventBody(w http.ResponseWriter, r *http.Request) {
 	w.Write(d.Body)
 }
 
-// handleDeliveryIndex lists deliveries, optionally only verified or rejected ones.
-func (s *Server) handleDeliveryIndex(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := db.DeliveryFilter{Limit: 100}
-	f.Before, _ = strconv.ParseInt(q.Get("before"), 10, 64)
-	props := views.DeliveryListProps{Live: f.Before == 0}
-	switch v := db.Verdict(q.Get("verdict")); v {
-	case db.Verified, db.Rejected:
-		f.Verdict = &v
-		props.Verdict = string(v)
-	case "":
-	default:
-		s.respondError(w, r, &db.ValidationError{Message: "verdict must be verified or rejected"})
-		return
-	}
-
-	// One row more than shown tells whether an older page exists.
-	f.Limit++
-	ds, err := s.store.FindDeliveries(r.Context(), f)
-	if err != nil {
-		s.respondError(w, r, err)
-		return
-	}
-	if len(ds) == f.Limit {
-		ds = ds[:len(ds)-1]
-		props.Next = ds[len(ds)-1].ID
-	}
-	props.Deliveries = ds
-	nav := "deliveries"
-	if props.Verdict == "rejected" {
-		nav = "rejected"
-	}
-	s.render(w, r, views.DeliveryList(s.page(r, "Deliveries", nav), props))
-}
-
 // handleDeliveryView shows one delivery, verified or rejected, with its headers and body.
 func (s *Server) handleDeliveryView(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -140,7 +92,14 @@ func (s *Server) handleDeliveryView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pretty, _ := plaud.Pretty(d.Body)
-	s.render(w, r, views.DeliveryPage(s.page(r, "Delivery", ""), d, pretty))
+	props := views.DeliveryPageProps{Delivery: d, Pretty: pretty, Notice: deliveryNotice(r)}
+
+	// A rejected delivery gets the signature debugger (debugger.go).
+	if props.Debugger, err = s.deliveryDebugger(r.Context(), d); err != nil {
+		s.respondError(w, r, err)
+		return
+	}
+	s.render(w, r, views.DeliveryPage(s.page(r, "Delivery", ""), props))
 }
 
 // handleHealth answers 200 while the process serves requests.

@@ -44,8 +44,22 @@ type env struct {
 	db    *db.DB
 	srv   *web.Server
 	ts    *httptest.Server
-	clock *time.Time
+	clock *syncClock
 }
+
+// syncClock is the server's clock in a test: the test moves it while request handlers and
+// background work (normalisation after a commit) read it.
+type syncClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *syncClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *syncClock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
+
+// Add returns the clock's time moved by d, without moving the clock.
+func (c *syncClock) Add(d time.Duration) time.Time { return c.Now().Add(d) }
 
 // webConfig is the server configuration a test option may change.
 type webConfig = web.Config
@@ -56,8 +70,8 @@ type option func(*web.Config)
 // user of each role (password testPassword).
 func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
-	clock := testNow
-	now := func() time.Time { return clock }
+	clock := &syncClock{t: testNow}
+	now := clock.Now
 	d, err := db.Open(context.Background(), filepath.Join(t.TempDir(), "web.db"), db.Options{Now: now})
 	if err != nil {
 		t.Fatal(err)
@@ -87,9 +101,10 @@ func newEnv(t testing.TB, opts ...option) *env {
 		o(&cfg)
 	}
 	srv := web.NewServer(cfg, d)
+	t.Cleanup(srv.Wait) // background normalising done before the database closes
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	return &env{t: t, db: d, srv: srv, ts: ts, clock: &clock}
+	return &env{t: t, db: d, srv: srv, ts: ts, clock: clock}
 }
 
 // post sends a webhook delivery.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plaudhook/plaudhook/db"
 	"github.com/plaudhook/plaudhook/web/plaud"
@@ -38,6 +39,7 @@ type ingestReply struct {
 // deliveries are stored too, bounded, so a team can see why a subscription fails.
 func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
+	start := time.Now() // monotonic, for the ack latency metric
 	ctx := r.Context()
 
 	// Find the endpoint: /webhook is the default one.
@@ -77,9 +79,16 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The endpoint's active and retiring secrets, from a cache (secret.go). Not knowing them is
+	// a storage failure, answered 503 so the sender retries, never a rejection.
+	secrets, keys, err := s.verifySecrets(ctx, endpointID, received)
+	if err != nil {
+		s.ingestFailed(w, r, err)
+		return
+	}
+
 	// Verify over the decoded bytes; a gzip body signed over its wire bytes is accepted too,
 	// and recorded as such.
-	secrets := s.cfg.Secrets(ctx, endpointID)
 	res := s.verifier.Verify(r.Header, body, secrets)
 	if !res.OK && wire != nil && res.Reason == signature.ReasonMismatch {
 		if alt := s.verifier.Verify(r.Header, wire, secrets); alt.OK {
@@ -99,6 +108,8 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Verdict = db.Verified
 	d.SecretLabel = res.Secret.Label
+	d.SecretID = res.Secret.ID // its match count is kept in the same commit (db/secret.go)
+	d.SecretOld = secretIsOld(keys, res.Secret, received)
 	d.BodySHA256 = sha256Hex(body)
 
 	// Commit. Only a returned commit earns the 2xx.
@@ -111,11 +122,26 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		"endpoint", slug, "duplicate", out.Duplicate, "size", d.Size)
 	writeJSON(w, http.StatusOK, ingestReply{Status: "success", EventID: out.EventID,
 		Duplicate: out.Duplicate})
+	verdict := "verified"
+	if out.Duplicate {
+		verdict = "duplicate"
+	}
+	s.metrics.delivered(slug, verdict, out, time.Since(start))
 
 	// After the answer: tell the open pages. This never blocks and never fails the delivery.
 	d.ID, d.EventID, d.Duplicate = out.DeliveryID, out.EventID, out.Duplicate
 	d.Endpoint = slug
 	s.publishDelivery(context.WithoutCancel(ctx), d, out)
+
+	// A new event may have been queued for forwarding, in the same commit (forward.go): wake
+	// the worker. This never blocks.
+	if !out.Duplicate {
+		s.wakeForwarder()
+	}
+
+	// Transcripts are read from the stored event in the background (normalise.go): a failure
+	// there is logged and `plaudhook reindex` redoes it, the delivery is never at stake.
+	s.normaliseAfterCommit(ctx, d)
 }
 
 // readBody returns the decoded body (and the wire bytes when they differ), or a status and
@@ -183,6 +209,7 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, d *db.Delivery, 
 		d.ID = out.DeliveryID
 		s.publishDelivery(context.WithoutCancel(r.Context()), *d, out)
 	}
+	s.metrics.delivered(endpointLabel(r), "rejected", out, 0)
 	if msg == "" {
 		msg = rejectMessage(reason, s.cfg.BodyLimit)
 	}
@@ -192,6 +219,7 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, d *db.Delivery, 
 // ingestFailed answers a delivery whose commit failed: 503 with Retry-After, so Plaud retries.
 func (s *Server) ingestFailed(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("webhook not stored", "error", err, slogRequest(r))
+	s.metrics.delivered(endpointLabel(r), "unstored", db.IngestResult{}, 0)
 	w.Header().Set("Retry-After", "30")
 	writeJSON(w, http.StatusServiceUnavailable, ingestReply{Status: "error",
 		Reason: "storage_unavailable", Message: "the delivery could not be stored; retry later"})
@@ -254,8 +282,12 @@ func receivedHeaders(r *http.Request) http.Header {
 	return h
 }
 
-// remoteHost is the client's IP address.
+// remoteHost is the client's IP address: the connection's peer, or the client named by trusted
+// proxies (clientAddr in proxy.go).
 func remoteHost(r *http.Request) string {
+	if c, ok := r.Context().Value(clientKey{}).(string); ok {
+		return c
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -266,4 +298,12 @@ func remoteHost(r *http.Request) string {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// endpointLabel is the endpoint slug of a webhook request, for metrics.
+func endpointLabel(r *http.Request) string {
+	if slug := r.PathValue("slug"); slug != "" {
+		return slug
+	}
+	return "default"
 }

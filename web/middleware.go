@@ -46,6 +46,7 @@ func (s *Server) crossOrigin(next http.Handler) http.Handler {
 	cop.AddInsecureBypassPattern("POST /webhook/{slug}")
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("cross-origin request refused", slogRequest(r))
+		s.auditCrossOrigin(r)
 		s.respondError(w, r, errForbiddenCrossOrigin)
 	}))
 	return cop.Handler(next)

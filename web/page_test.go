@@ -26,9 +26,9 @@ func TestPagesShowEvents(t *testing.T) {
 	e.post("/webhook", http.Header{"Plaud-Signature": {strings.Repeat("ab", 32)}}, []byte("junk"))
 
 	c := e.client("viewer")
-	resp, body := get(t, c, e.ts.URL+"/")
+	resp, body := get(t, c, e.ts.URL+"/events")
 	if resp.StatusCode != 200 {
-		t.Fatalf("GET / = %d", resp.StatusCode)
+		t.Fatalf("GET /events = %d", resp.StatusCode)
 	}
 	doc, err := goquery.NewDocumentFromReader(strings.NewReader(body))
 	if err != nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -13,6 +16,7 @@ import (
 	"github.com/plaudhook/plaudhook/static"
 	"github.com/plaudhook/plaudhook/views"
 	"github.com/plaudhook/plaudhook/web/live"
+	"github.com/plaudhook/plaudhook/web/replay"
 	"github.com/plaudhook/plaudhook/web/signature"
 )
 
@@ -22,6 +26,17 @@ type Store interface {
 	eventStore
 	sessionStore
 	auditStore
+	opsStore
+	tokenStore
+	userStore
+	auditPageStore
+	replayStore  // replayer.go
+	forwardStore // forward.go
+	bulkStore    // bulk.go
+	transcriptStore
+	endpointStore // endpoint.go
+	secretStore   // secret.go
+	explorerStore // explorer.go
 }
 
 // Config is the web layer's part of plaudhook's configuration. cmd fills it.
@@ -48,10 +63,35 @@ type Config struct {
 	SendCommand string
 	// Version is the build version, shown in the UI and sent as User-Agent by replays.
 	Version string
+	// SelfURL returns where this process reaches its own webhook endpoints (a listener, e.g.
+	// "http://127.0.0.1:8080"), for "send a test event"; nil: the address a request came in on.
+	SelfURL func() string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives request and lifecycle messages (default: discard).
 	Logger *slog.Logger
+
+	// MetricsToken, when set, is the bearer token /metrics requires; when empty, /metrics answers
+	// only direct connections from this machine.
+	MetricsToken string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client address
+	// (audit log, sign-in throttling, stored deliveries). Empty: the connection's peer is the client.
+	TrustedProxies []netip.Prefix
+	// StreamWriteTimeout is how long one write to an event stream may block before the stream
+	// is dropped as not reading (default 10 s).
+	StreamWriteTimeout time.Duration
+	// DiskWarnBytes shows a low-disk warning on pages when less than this is free beside the
+	// database (default 1 GiB; a negative value turns the warning off).
+	DiskWarnBytes int64
+
+	// ReplayTimeout bounds one outbound replay or forward: connect, send, answer (default 10 s).
+	ReplayTimeout time.Duration
+	// ReplayResolver resolves replay target host names (default: the system's); tests point it
+	// at a local DNS server.
+	ReplayResolver *net.Resolver
+	// ForwardSchedule is the wait before each retry of a failed forward; after the last one the
+	// forward is dead until someone retries it (default 30 s, 5 min, 30 min, 2 h, 24 h).
+	ForwardSchedule []time.Duration
 }
 
 // Server handles every HTTP request plaudhook answers.
@@ -64,6 +104,21 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	handler  http.Handler
+	team     teamState // routes, sign-in throttle, tokens to show once (auth*.go, token.go)
+
+	metrics *metrics // Prometheus series (metrics.go)
+	// streams ends every open event stream when cancelled (CloseStreams, on shutdown).
+	streams     context.Context
+	stopStreams context.CancelFunc
+
+	rp replayState // outbound replays, forwarding and bulk replays (replayer.go)
+
+	// after tracks work done after a delivery was answered: normalising transcripts
+	// (normalise.go). Wait waits for it.
+	after sync.WaitGroup
+
+	keys keyCache      // each endpoint's secrets, values opened (secret.go)
+	self replay.Client // posts test events to this server's own webhooks (endpoint.go)
 }
 
 // NewServer builds the server and its routes.
@@ -95,6 +150,12 @@ func NewServer(cfg Config, store Store) *Server {
 	if cfg.Secrets == nil {
 		cfg.Secrets = func(context.Context, int64) []signature.Secret { return nil }
 	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = 10 * time.Second
+	}
+	if cfg.DiskWarnBytes == 0 {
+		cfg.DiskWarnBytes = 1 << 30
+	}
 	s := &Server{
 		cfg:      cfg,
 		store:    store,
@@ -104,6 +165,8 @@ func NewServer(cfg Config, store Store) *Server {
 		now:      cfg.Now,
 	}
 	s.cookies = newCookieStore(cfg)
+	s.streams, s.stopStreams = context.WithCancel(context.Background())
+	s.metrics = newMetrics(s)
 	s.handler = s.routes()
 	return s
 }
@@ -119,6 +182,10 @@ func (s *Server) page(r *http.Request, title, nav string) views.Page {
 	p := views.Page{Title: title, Nav: nav, Static: "/static/" + static.Version}
 	if u, ok := userFrom(r.Context()); ok {
 		p.User = &u
+	}
+	p.DiskWarning = s.diskWarning()
+	if p.User != nil {
+		p.ClockWarning = s.clockWarning(r) // endpoint.go
 	}
 	return p
 }

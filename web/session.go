@@ -5,9 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -32,15 +33,7 @@ type sessionStore interface {
 	FindSessionByToken(ctx context.Context, token string) (db.Session, db.User, error)
 	TouchSession(ctx context.Context, id int64) error
 	DeleteSession(ctx context.Context, id int64) error
-}
-
-type authKey struct{}
-
-// auth is the signed-in state of a request.
-type auth struct {
-	session db.Session
-	user    db.User
-	token   string
+	DeleteExpiredSessions(ctx context.Context, idleBefore, createdBefore time.Time) error
 }
 
 func newCookieStore(cfg Config) *sessions.CookieStore {
@@ -55,39 +48,35 @@ func newCookieStore(cfg Config) *sessions.CookieStore {
 	return cs
 }
 
-// requireUser lets the request through only with a valid session whose user has at least role
-// need. Browsers without one are sent to the sign-in page; scripts get 401.
-func (s *Server) requireUser(need db.Role, h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := s.authenticate(r)
-		if !ok {
-			s.unauthenticated(w, r)
-			return
-		}
-		if !a.user.Role.Allows(need) {
-			s.respondError(w, r, errForbidden)
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), authKey{}, a)))
-	})
+// cookieOptions are the session cookie's attributes for this request: Secure whenever the
+// configured base URL is https or the request itself came over TLS.
+func (s *Server) cookieOptions(r *http.Request, maxAge int) *sessions.Options {
+	opts := *s.cookies.Options
+	opts.Secure = opts.Secure || r.TLS != nil
+	opts.MaxAge = maxAge
+	return &opts
 }
 
-// authenticate checks the session cookie against the sessions table.
-func (s *Server) authenticate(r *http.Request) (*auth, bool) {
+// sessionToken returns the session token of the request's cookie, if it carries a valid one.
+func (s *Server) sessionToken(r *http.Request) (string, bool) {
 	sess, err := s.cookies.Get(r, cookieName)
 	if err != nil {
-		return nil, false
+		return "", false
 	}
 	token, _ := sess.Values[cookieToken].(string)
-	if token == "" {
+	return token, token != ""
+}
+
+// authenticateSession checks the session cookie against the sessions table.
+func (s *Server) authenticateSession(r *http.Request) (*auth, bool) {
+	token, ok := s.sessionToken(r)
+	if !ok {
 		return nil, false
 	}
 	a := &auth{token: token}
+	var err error
 	a.session, a.user, err = s.store.FindSessionByToken(r.Context(), token)
-	if err != nil {
-		return nil, false
-	}
-	if !s.sessionStillValid(r.Context(), a) {
+	if err != nil || !s.sessionUsable(r.Context(), a) {
 		return nil, false
 	}
 
@@ -100,50 +89,66 @@ func (s *Server) authenticate(r *http.Request) (*auth, bool) {
 	return a, true
 }
 
-// sessionStillValid re-reads the session and reports whether it may still be used: not deleted,
-// user not disabled, neither idle nor absolute lifetime exceeded.
-func (s *Server) sessionStillValid(ctx context.Context, a *auth) bool {
-	sess, user, err := s.store.FindSessionByToken(ctx, a.token)
-	if err != nil || user.Disabled {
+// sessionUsable reports whether a session just read may be used: its user is not disabled, and
+// neither the idle timeout nor the absolute lifetime has passed (an expired one is deleted).
+func (s *Server) sessionUsable(ctx context.Context, a *auth) bool {
+	if a.user.Disabled {
 		return false
 	}
 	now := s.now()
-	if now.Sub(sess.LastSeenAt) > s.cfg.SessionIdle || now.Sub(sess.CreatedAt) > s.cfg.SessionMax {
-		s.store.DeleteSession(ctx, sess.ID)
+	if now.Sub(a.session.LastSeenAt) > s.cfg.SessionIdle ||
+		now.Sub(a.session.CreatedAt) > s.cfg.SessionMax {
+		if err := s.store.DeleteSession(ctx, a.session.ID); err != nil {
+			s.log.Warn("delete expired session", "error", err)
+		}
 		return false
 	}
 	return true
 }
 
-func (s *Server) unauthenticated(w http.ResponseWriter, r *http.Request) {
-	if wantsJSON(r) || r.URL.Path == "/events/stream" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="plaudhook"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{
-			"error": "sign in or send an API token", "code": "unauthenticated"})
-		return
+// sessionStillValid re-reads the credentials of a long request (an event stream) and reports
+// whether they may still be used: the session or API token still exists, its user is not
+// disabled, and a session has not expired.
+func (s *Server) sessionStillValid(ctx context.Context, a *auth) bool {
+	if a.viaToken() {
+		_, u, err := s.store.FindTokenByToken(ctx, a.token)
+		return err == nil && !u.Disabled
 	}
-	next := r.URL.RequestURI()
-	http.Redirect(w, r, "/login?next="+url.QueryEscape(next), http.StatusSeeOther)
+	sess, user, err := s.store.FindSessionByToken(ctx, a.token)
+	if err != nil {
+		return false
+	}
+	return s.sessionUsable(ctx, &auth{session: sess, user: user, token: a.token})
 }
 
 // handleLoginForm shows the sign-in page.
 func (s *Server) handleLoginForm(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.authenticate(r); ok {
+	if _, ok := s.authenticateSession(r); ok {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	views.LoginPage(s.page(r, "Sign in", ""), "", "", safeNext(r.URL.Query().Get("next"))).
-		Render(r.Context(), w)
+	s.render(w, r, views.LoginPage(s.page(r, "Sign in", ""), "", "",
+		safeNext(r.URL.Query().Get("next"))))
 }
 
-// errBadLogin is the one message for an unknown user and a wrong password alike.
+// errBadLogin is the one message for an unknown user, a disabled user and a wrong password
+// alike.
 const errBadLogin = "Wrong username or password."
 
-// handleLogin checks the credentials and starts a new session with a fresh token.
+// handleLogin checks the credentials and starts a new session with a fresh token. Failures are
+// throttled per client address and per username (see loginThrottle).
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	username := strings.TrimSpace(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
 	next := safeNext(r.PostFormValue("next"))
+	addr := remoteHost(r)
+
+	// While the address or the username is backing off, refuse before checking anything: the
+	// answer must not tell whether the password would have been right.
+	if wait, first := s.team.logins.wait(addr, username, s.now()); wait > 0 {
+		s.refuseLogin(w, r, username, wait, first)
+		return
+	}
 
 	u, err := s.store.FindUserByUsername(r.Context(), username)
 	if err != nil && !errors.Is(err, db.ErrNotFound) {
@@ -153,28 +158,45 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	// Check the password even for an unknown user, so both failures look and take the same.
 	passwordOK := checkPassword(u.PasswordHash, password)
 	if err != nil || u.Disabled || !passwordOK {
+		s.team.logins.fail(addr, username, s.now())
 		s.log.Warn("sign-in failed", "username", username, slogRequest(r))
 		s.audit(r, "login.failed", "user "+username, "wrong username or password")
-		w.WriteHeader(http.StatusUnauthorized)
-		views.LoginPage(s.page(r, "Sign in", ""), username, errBadLogin, next).Render(r.Context(), w)
+		s.renderStatus(w, r, http.StatusUnauthorized,
+			views.LoginPage(s.page(r, "Sign in", ""), username, errBadLogin, next))
 		return
 	}
+	s.team.logins.succeed(username)
 
-	// A new random token for every sign-in: a session id planted before login is worthless.
+	// A session the browser already had (another user's, or one planted before sign-in) ends
+	// here; the new one gets a new random token, so a session id fixed beforehand is worthless.
+	if old, ok := s.sessionToken(r); ok {
+		if sess, _, err := s.store.FindSessionByToken(r.Context(), old); err == nil {
+			if err := s.store.DeleteSession(r.Context(), sess.ID); err != nil {
+				s.log.Warn("end previous session", "error", err)
+			}
+		}
+	}
 	token := randomToken()
-	sess, err := s.store.CreateSession(r.Context(), u.ID, token, remoteHost(r), r.UserAgent())
+	sess, err := s.store.CreateSession(r.Context(), u.ID, token, addr, r.UserAgent())
 	if err != nil {
 		s.respondError(w, r, err)
 		return
 	}
 	c := sessions.NewSession(s.cookies, cookieName)
-	c.Options = s.cookies.Options
+	c.Options = s.cookieOptions(r, s.cookies.Options.MaxAge)
 	c.IsNew = true
 	c.Values[cookieToken] = token
 	if err := c.Save(r, w); err != nil {
 		s.store.DeleteSession(r.Context(), sess.ID)
-		s.respondError(w, r, err)
+		s.respondError(w, r, fmt.Errorf("save session cookie: %w", err))
 		return
+	}
+	// Each sign-in also clears out expired sessions, so the table never grows without bound
+	// (a session that is never presented again would otherwise stay forever).
+	now := s.now()
+	if err := s.store.DeleteExpiredSessions(r.Context(), now.Add(-s.cfg.SessionIdle),
+		now.Add(-s.cfg.SessionMax)); err != nil {
+		s.log.Warn("delete expired sessions", "error", err)
 	}
 	s.log.Info("signed in", "username", u.Username, slogRequest(r))
 	s.audit(r.WithContext(context.WithValue(r.Context(), authKey{}, &auth{user: u})),
@@ -182,18 +204,52 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// handleLogout ends the session server-side and clears the cookie.
+// refuseLogin answers a throttled sign-in: 429, Retry-After, and the sign-in page saying how
+// long to wait. The first refusal of each back-off period is audited (not every one, so that a
+// flood of attempts cannot flood the audit log).
+func (s *Server) refuseLogin(w http.ResponseWriter, r *http.Request, username string,
+	wait time.Duration, first bool) {
+	secs := int((wait + time.Second - 1) / time.Second)
+	if first {
+		s.log.Warn("sign-in throttled", "username", username, "retry_after_s", secs,
+			slogRequest(r))
+		s.audit(r, "login.throttled", "user "+username,
+			fmt.Sprintf("too many failed sign-ins; refused for %ds", secs))
+	}
+	w.Header().Set("Retry-After", fmt.Sprint(secs))
+	msg := "Too many failed sign-ins. Wait " + humanWait(wait) + " and try again."
+	s.renderStatus(w, r, http.StatusTooManyRequests, views.LoginPage(s.page(r, "Sign in", ""),
+		username, msg, safeNext(r.PostFormValue("next"))))
+}
+
+// humanWait renders a back-off for people: "30 seconds", "2 minutes".
+func humanWait(d time.Duration) string {
+	secs := int((d + time.Second - 1) / time.Second)
+	switch {
+	case secs == 1:
+		return "1 second"
+	case secs < 90:
+		return fmt.Sprintf("%d seconds", secs)
+	}
+	return fmt.Sprintf("%d minutes", (secs+59)/60)
+}
+
+// handleLogout ends the session server-side and clears the cookie. (A request authenticated by
+// an API token has no session; it only clears a cookie if there is one.)
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	a := r.Context().Value(authKey{}).(*auth)
-	if err := s.store.DeleteSession(r.Context(), a.session.ID); err != nil {
-		s.respondError(w, r, err)
-		return
+	if !a.viaToken() {
+		if err := s.store.DeleteSession(r.Context(), a.session.ID); err != nil {
+			s.respondError(w, r, err)
+			return
+		}
+		s.audit(r, "logout", "user "+a.user.Username, "")
 	}
 	c := sessions.NewSession(s.cookies, cookieName)
-	opts := *s.cookies.Options
-	opts.MaxAge = -1
-	c.Options = &opts
-	c.Save(r, w)
+	c.Options = s.cookieOptions(r, -1)
+	if err := c.Save(r, w); err != nil {
+		s.log.Warn("clear session cookie", "error", err)
+	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
@@ -217,20 +273,27 @@ func HashPassword(password string) (string, error) {
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("hash password: %w", err)
 	}
 	return string(h), nil
 }
 
-// bcryptCost is the work factor of new password hashes.
-const bcryptCost = 11
+// defaultBcryptCost is the work factor of new password hashes (OWASP: at least 10).
+const defaultBcryptCost = 11
+
+// bcryptCost is the work factor in use. NOTE: only this package's tests lower it
+// (export_test.go), because the race detector makes each cost-11 hash take seconds.
+var bcryptCost = defaultBcryptCost
 
 // dummyHash is compared against when the user does not exist, so both failures take as long.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("plaudhook-no-such-user"), bcryptCost)
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("plaudhook-no-such-user"), bcryptCost)
+	return h
+})
 
 func checkPassword(hash, password string) bool {
 	if hash == "" {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return false
 	}
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil

@@ -20,6 +20,11 @@ const resumeWindow = 1000
 
 // publishDelivery renders the live messages for a committed delivery and hands them to the hub.
 func (s *Server) publishDelivery(ctx context.Context, d db.Delivery, out db.IngestResult) {
+	// Nobody watching: skip rendering (and its read) altogether. A stream that opens right now
+	// subscribes before reading its backlog, so it still gets this delivery from the database.
+	if s.hub.Len() == 0 {
+		return
+	}
 	for _, m := range s.renderDelivery(ctx, d) {
 		s.hub.Publish(m)
 	}
@@ -38,7 +43,7 @@ func (s *Server) renderDelivery(ctx context.Context, d db.Delivery) []live.Messa
 	}
 	views.DeliveryRow(d).Render(ctx, &buf)
 	msgs = append(msgs, live.Message{ID: d.ID, Name: name, Data: buf.String(),
-		EndpointID: d.EndpointID})
+		EndpointID: d.EndpointID, EventID: d.EventID})
 
 	if d.Verdict != db.Verified || d.EventID == 0 {
 		return msgs
@@ -48,6 +53,12 @@ func (s *Server) renderDelivery(ctx context.Context, d db.Delivery) []live.Messa
 		s.log.Warn("render live event", "event_id", d.EventID, "error", err)
 		return msgs
 	}
+	// A live row is marked for schema drift like a row of a page load (explorer.go).
+	es := []db.Event{e}
+	if err := s.store.FillDrift(ctx, es); err != nil {
+		s.log.Warn("mark schema drift", "event_id", e.ID, "error", err)
+	}
+	e = es[0]
 	buf.Reset()
 	name = "event-new"
 	if d.Duplicate {
@@ -55,21 +66,31 @@ func (s *Server) renderDelivery(ctx context.Context, d db.Delivery) []live.Messa
 	}
 	views.EventRow(e, d.Duplicate).Render(ctx, &buf)
 	msgs = append(msgs, live.Message{ID: d.ID, Name: name, Data: buf.String(),
-		EndpointID: e.EndpointID, EventType: e.EventType})
+		EndpointID: e.EndpointID, EventType: e.EventType, EventID: e.ID})
 	return msgs
 }
 
 // handleEventStream serves GET /events/stream: server-sent events for every stored delivery.
 // A browser that reconnects with Last-Event-ID first gets what it missed, from the database.
+// A list page passes list=events|deliveries and its filters: the stream then sends only the
+// rows of that list that match them (explorer.go).
 func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
+	sf, err := s.parseStreamFilter(r.URL.Query())
+	if err != nil {
+		s.respondError(w, r, err)
+		return
+	}
 
 	// This stream outlives the server's write timeout by design: clear it for this response
 	// only.
 	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
 		s.log.Debug("stream write deadline", "error", err)
 	}
+	// However the stream ends, finishing the response (the last chunk) must not block on a
+	// client that stopped reading, or its connection and goroutine would live forever.
+	defer func() { rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout)) }()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-store")
@@ -87,7 +108,7 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	last, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	if last > 0 {
 		var err error
-		if last, err = s.replayMissed(ctx, w, last); err != nil {
+		if last, err = s.replayMissed(ctx, w, last, sf); err != nil {
 			return
 		}
 	}
@@ -102,6 +123,9 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.streams.Done():
+			// The server is shutting down: end the stream so Shutdown need not wait for it.
+			return
 		case <-sub.Dropped:
 			// Fell behind: end the stream; the browser reconnects with Last-Event-ID.
 			s.log.Warn("stream dropped for falling behind", slogRequest(r))
@@ -109,6 +133,9 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		case m := <-sub.C:
 			if m.ID <= last && m.ID != 0 {
 				continue // already sent from the backlog
+			}
+			if !s.streamWants(ctx, sf, m) {
+				continue // not a row of this list, or filtered out
 			}
 			if err := s.writeMessage(w, rc, m); err != nil {
 				return
@@ -128,7 +155,7 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 
 // replayMissed sends the deliveries after last from the database, or a resync message when
 // there are too many. It returns the id of the last delivery sent.
-func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, last int64) (int64, error) {
+func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, last int64, sf *streamFilter) (int64, error) {
 	ds, err := s.store.FindDeliveries(ctx, db.DeliveryFilter{After: last, Limit: resumeWindow + 1})
 	if err != nil {
 		return last, err
@@ -143,6 +170,15 @@ func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, last i
 	}
 	for _, d := range ds {
 		for _, m := range s.renderDelivery(ctx, d) {
+			if !s.streamWants(ctx, sf, m) {
+				continue
+			}
+			if err := s.writeMessage(w, nil, m); err != nil {
+				return last, err
+			}
+		}
+		// A transcript the event created (normalise.go publishes it live separately).
+		if m, ok := s.missedTranscript(ctx, d); ok {
 			if err := s.writeMessage(w, nil, m); err != nil {
 				return last, err
 			}
@@ -168,7 +204,7 @@ func (s *Server) writeMessage(w http.ResponseWriter, rc *http.ResponseController
 
 func (s *Server) writeRaw(w http.ResponseWriter, rc *http.ResponseController, text string) error {
 	if rc != nil {
-		rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
 	}
 	if _, err := w.Write([]byte(text)); err != nil {
 		return err
@@ -181,3 +217,9 @@ func (s *Server) writeRaw(w http.ResponseWriter, rc *http.ResponseController, te
 	}
 	return rc.SetWriteDeadline(time.Time{})
 }
+
+// CloseStreams ends every open event stream, now and from then on. http.Server.Shutdown waits
+// for handlers to return, and a stream's handler would otherwise only return when its browser
+// leaves: register this with RegisterOnShutdown. Browsers reconnect (to the next server) with
+// Last-Event-ID.
+func (s *Server) CloseStreams() { s.stopStreams() }

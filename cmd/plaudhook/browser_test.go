@@ -72,6 +72,9 @@ func TestBrowserLiveList(t *testing.T) {
 	m := mustRunMain(t, time.Time{})
 	ctx := newBrowser(t)
 	signIn(t, ctx, m.URL())
+	if err := chromedp.Do(ctx, chromedp.Navigate(m.URL()+"/events")); err != nil {
+		t.Fatal(err)
+	}
 
 	// Mark the page, so a reload would be noticed.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__noReload = true`)); err != nil {

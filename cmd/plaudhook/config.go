@@ -28,9 +28,13 @@ type Config struct {
 	LogFormat   string
 	Synchronous string
 	AdminPass   string // first-run admin password (random when empty)
+	// MasterKeys seal stored signing secrets: the current key first, then previous ones while a
+	// rotation re-seals. Empty: a key file beside the database (secret.go).
+	MasterKeys  [][]byte
 	Heartbeat   time.Duration
 	SessionIdle time.Duration
 	SessionMax  time.Duration
+	Ops         OpsConfig // TLS, webhook listener, proxies, metrics, retention (operations.go)
 
 	Now func() time.Time // the clock; tests inject one
 }
@@ -48,6 +52,7 @@ func defaultConfig() Config {
 		Heartbeat:   15 * time.Second,
 		SessionIdle: 2 * time.Hour,
 		SessionMax:  12 * time.Hour,
+		Ops:         defaultOps(),
 	}
 }
 
@@ -76,6 +81,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		"text or json (PLAUDHOOK_LOG_FORMAT)")
 	fs.StringVar(&c.Synchronous, "synchronous", env("PLAUDHOOK_SYNCHRONOUS", c.Synchronous),
 		"SQLite synchronous mode: FULL (durable) or NORMAL (PLAUDHOOK_SYNCHRONOUS)")
+	opsCheck := c.opsFlags(fs, env, getenv)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -96,6 +102,10 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		c.Secrets = append(c.Secrets, splitSecrets(string(b))...)
 	}
 	c.AdminPass = getenv("PLAUDHOOK_ADMIN_PASSWORD")
+	var keyProblems []string
+	c.MasterKeys, keyProblems = masterKeysFromEnv(getenv) // secret.go
+	problems = append(problems, keyProblems...)
+	problems = append(problems, opsCheck()...)
 
 	var err error
 	if c.BodyLimit, err = parseSize(*limit); err != nil || c.BodyLimit < 1024 {

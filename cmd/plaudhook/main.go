@@ -4,6 +4,15 @@
 //	plaudhook [serve] [flags]    run the server (the default)
 //	plaudhook send [flags]       sign a sample or a file and POST it to a plaudhook server
 //	plaudhook user ...           manage users
+//	plaudhook endpoint ...       endpoints: add, list
+//	plaudhook secret ...         signing secrets: add, rotate, revoke, list
+//	plaudhook token ...          API tokens: create, list, revoke
+//	plaudhook replay EVENT_ID    replay a stored event through a running server (--to, --mode)
+//	plaudhook session rotate-keys  new session cookie keys
+//	plaudhook loadtest [flags]   load-test a local server and check what it stored
+//	plaudhook bench [flags]      ingest figures beside a bare net/http handler
+//	plaudhook backup FILE        online, consistent copy of the database
+//	plaudhook reindex [flags]    rebuild recordings and transcripts from stored events
 //	plaudhook version            print the version
 //
 // This is the only package that reads flags, the environment and configuration files, and the
@@ -51,6 +60,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runSend(ctx, args, stdout, stderr)
 	case "user":
 		return runUser(ctx, args, stdin, stdout, stderr)
+	case "endpoint":
+		return runEndpoint(ctx, args, stdout, stderr)
+	case "secret":
+		return runSecret(ctx, args, stdin, stdout, stderr)
+	case "token":
+		return runToken(ctx, args, stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args, stdout, stderr)
+	case "session":
+		return runSession(ctx, args, stdout, stderr)
+	case "loadtest":
+		return runLoadtest(ctx, args, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args, stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args, stdout, stderr)
+	case "reindex":
+		return runReindex(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "plaudhook %s (%s)\n", version, commit)
 		return nil
@@ -66,7 +93,16 @@ const usage = `Usage: plaudhook [command] [flags]
 Commands:
   serve     run the webhook receiver and dashboard (default)
   send      sign a sample Plaud event (or a file) and POST it to a plaudhook server
-  user      manage users: add, passwd, disable, enable, list
+  user      manage users: add, passwd, role, disable, enable, list
+  endpoint  endpoints, one per Plaud subscription: add, list
+  secret    signing secrets (value on standard input): add, rotate, revoke, list
+  token     API tokens for scripts: create, list, revoke
+  replay    replay a stored event to a URL or target: replay EVENT_ID --to URL --mode MODE
+  session   rotate-keys: new keys for the session cookie
+  loadtest  send signed events to a local server; report rate, latency and what was stored
+  bench     measure ingest against a bare net/http handler (what make bench runs)
+  backup    write a consistent copy of the database while the server runs
+  reindex   rebuild recordings and transcripts from every stored event (after an upgrade)
   version   print the version
 
 Run "plaudhook COMMAND -h" for a command's flags.

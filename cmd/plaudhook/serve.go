@@ -35,6 +35,7 @@ type Main struct {
 	HTTP   *http.Server
 	ln     net.Listener
 	done   chan error
+	ops    ops // webhook listener and retention (operations.go)
 }
 
 // runServe is `plaudhook serve`: parse, run until a signal, shut down gracefully.
@@ -74,11 +75,23 @@ func (m *Main) Run(ctx context.Context) error {
 			"synchronous", c.Synchronous)
 	}
 
-	// Storage first: migrations run here.
-	var err error
-	m.DB, err = db.Open(ctx, c.DB, db.Options{Synchronous: c.Synchronous, Logger: log.With("component", "db"), Now: c.Now})
+	// The master key that seals stored signing secrets (secret.go), then storage: migrations
+	// run here.
+	ring, err := loadKeyring(c.MasterKeys, c.DB, log)
+	if err != nil {
+		return err
+	}
+	m.DB, err = db.Open(ctx, c.DB, db.Options{Sealer: ring, Synchronous: c.Synchronous, Logger: log.With("component", "db"), Now: c.Now,
+		MaxRejected: c.Ops.RejectedMax, MaxRejectedBytes: c.Ops.RejectedMaxBytes,
+		RetainDays: c.Ops.RetainDays, RetainPerEndpoint: c.Ops.RetainPerEndpoint})
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", c.DB, err)
+	}
+	if err := checkSecretKeys(ctx, m.DB, ring, log); err != nil {
+		return err
+	}
+	if err := checkTargetKeys(ctx, m.DB, ring, log); err != nil { // replay.go
+		return err
 	}
 
 	// First run: an admin to sign in with, cookie keys, and a signing secret to try things with.
@@ -99,8 +112,15 @@ func (m *Main) Run(ctx context.Context) error {
 	for i, s := range c.Secrets {
 		secrets[i] = signature.Secret{Label: envSecretLabel(i, len(c.Secrets), secretFile), Key: []byte(s)}
 	}
+	// Shown read-only as "from environment" beside the stored ones, with match counts.
+	if secrets, err = syncEnvSecrets(ctx, m.DB, secrets); err != nil {
+		return fmt.Errorf("environment secrets: %w", err)
+	}
 
 	// Listen before building the send hint, so it names the real port.
+	if m.ops.tls, err = c.tlsConfig(); err != nil {
+		return err
+	}
 	m.ln, err = net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
@@ -117,31 +137,31 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		},
 		SessionKeys:   keys,
-		SecureCookies: strings.HasPrefix(c.BaseURL, "https://"),
+		SecureCookies: strings.HasPrefix(c.BaseURL, "https://") || c.Ops.TLSCert != "",
 		SessionIdle:   c.SessionIdle,
 		SessionMax:    c.SessionMax,
 		Heartbeat:     c.Heartbeat,
 		SendCommand:   sendCmd,
+		SelfURL:       m.selfURL, // "send a test event" (secret.go)
 		Version:       version,
 		Now:           c.Now,
 		Logger:        log,
+
+		MetricsToken:       c.Ops.MetricsToken,
+		TrustedProxies:     c.Ops.TrustedProxies,
+		StreamWriteTimeout: c.Ops.StreamWriteTimeout,
+		DiskWarnBytes:      diskWarnBytes(c.Ops.DiskWarn),
 	}, m.DB)
-	m.HTTP = &http.Server{
-		Handler:           m.Server,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second, // the event stream clears it for itself
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	m.HTTP = m.newHTTPServer(m.Server) // the event stream clears the write timeout for itself
+
+	// Forwarding and bulk replays run in the background; jobs a previous run left unfinished
+	// resume here.
+	m.Server.StartReplayWorkers()
 	m.done = make(chan error, 1)
-	go func() {
-		err := m.HTTP.Serve(m.ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		m.done <- err
-	}()
+	m.ops.serve(m.HTTP, m.ln, m.done)
+	if err := m.startOps(ctx); err != nil {
+		return err
+	}
 
 	log.Info("listening", "addr", m.ln.Addr().String(), "dashboard", m.URL()+"/",
 		"webhook", m.URL()+"/webhook")
@@ -150,7 +170,7 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // URL is the base URL the server listens on.
-func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
+func (m *Main) URL() string { return m.scheme() + "://" + m.ln.Addr().String() }
 
 // Close stops accepting requests, lets in-flight deliveries finish their commits, then closes the
 // database.
@@ -162,6 +182,13 @@ func (m *Main) Close() error {
 		if err = m.HTTP.Shutdown(ctx); err != nil {
 			m.HTTP.Close()
 		}
+	}
+	if oerr := m.stopOps(context.Background()); err == nil {
+		err = oerr
+	}
+	if m.Server != nil {
+		// Attempts in flight are abandoned unrecorded and sent again after the next start.
+		m.Server.StopReplayWorkers()
 	}
 	if m.DB != nil {
 		if cerr := m.DB.Close(); err == nil {

@@ -14,10 +14,11 @@ import (
 	"github.com/plaudhook/plaudhook/web"
 )
 
-// runUser is `plaudhook user add|passwd|disable|enable|list`.
+// runUser is `plaudhook user add|passwd|role|disable|enable|list`. Every change is recorded in
+// the audit log with the actor "cli".
 func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: plaudhook user add|passwd|disable|enable|list [flags]")
+		return fmt.Errorf("usage: plaudhook user add|passwd|role|disable|enable|list [flags]")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -59,10 +60,12 @@ func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return err
 		}
-		if _, err := d.CreateUser(ctx, *username, hash, db.Role(*role)); err != nil {
+		u, err := d.CreateUser(ctx, *username, hash, db.Role(*role))
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "created %s (%s)\n", *username, *role)
+		cliAudit(ctx, d, stderr, "user.create", "user "+u.Username, "role "+string(u.Role))
+		fmt.Fprintf(stdout, "created %s (%s)\n", u.Username, u.Role)
 	case "passwd":
 		u, err := d.FindUserByUsername(ctx, *username)
 		if err != nil {
@@ -75,6 +78,7 @@ func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err := d.UpdateUserPassword(ctx, u.ID, hash, 0); err != nil {
 			return err
 		}
+		cliAudit(ctx, d, stderr, "user.password_reset", "user "+u.Username, "sessions ended")
 		fmt.Fprintf(stdout, "password of %s changed; their sessions have ended\n", u.Username)
 	case "disable", "enable":
 		u, err := d.FindUserByUsername(ctx, *username)
@@ -84,7 +88,23 @@ func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err := d.UpdateUserDisabled(ctx, u.ID, sub == "disable"); err != nil {
 			return err
 		}
+		cliAudit(ctx, d, stderr, "user."+sub, "user "+u.Username, "")
 		fmt.Fprintf(stdout, "%sd %s\n", sub, u.Username)
+	case "role":
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "role" })
+		if !set {
+			return fmt.Errorf("--role is required: viewer, operator or admin")
+		}
+		u, err := d.FindUserByUsername(ctx, *username)
+		if err != nil {
+			return err
+		}
+		if err := d.UpdateUserRole(ctx, u.ID, db.Role(*role)); err != nil {
+			return err
+		}
+		cliAudit(ctx, d, stderr, "user.role", "user "+u.Username, fmt.Sprintf("%s → %s", u.Role, *role))
+		fmt.Fprintf(stdout, "%s is now %s; their sessions have ended\n", u.Username, *role)
 	default:
 		return fmt.Errorf("unknown user command %q", sub)
 	}

@@ -17,6 +17,7 @@ type Message struct {
 	// Facts for per-stream filtering.
 	EndpointID int64
 	EventType  string
+	EventID    int64 // the event the delivery belongs to (0 when rejected)
 }
 
 // Subscription is one open stream.

@@ -305,6 +305,20 @@ func (c *Client) Send(ctx context.Context, r Request) Attempt {
 	return finish(nil)
 }
 
+// Check refuses raw as Send would before dialling: a scheme other than
+// http or https, a missing host, or a host that is an IP literal (in any
+// spelling) the policy refuses. It returns nil for a host name, whose
+// addresses are checked when dialled, and a *RefusedError or a wrapped parse
+// error otherwise. Callers use it to refuse a bulk replay before it starts.
+func (c *Client) Check(raw string) error {
+	c.setup()
+	u, err := CheckURL(raw)
+	if err != nil {
+		return err
+	}
+	return c.checkTarget(u)
+}
+
 // checkTarget refuses a URL whose scheme is not http(s), that has no host,
 // or whose host is an IP literal the policy refuses.
 func (c *Client) checkTarget(u *url.URL) error {

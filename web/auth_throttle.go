@@ -1,0 +1,118 @@
+package web
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sign-in throttling, per client address and per username (OWASP: limit both, back off
+// exponentially, never lock an account for good). A key gets a few free failures; after that
+// each failure shuts it for a back-off that doubles, from loginBackoff up to loginMaxBackoff.
+// While shut, every attempt is refused with 429 before the password is looked at, and refused
+// attempts do not lengthen the back-off. Failures are forgotten loginForget after the last one;
+// a successful sign-in clears its username (not its address: one good account must not open
+// the door to guessing many others from the same place).
+const (
+	loginFreeUser   = 5  // failures for one username before it backs off
+	loginFreeAddr   = 20 // failures from one address (an office shares one) before it backs off
+	loginBackoff    = 30 * time.Second
+	loginMaxBackoff = 15 * time.Minute
+	loginForget     = time.Hour
+	// loginMaxKeys bounds memory: past it, forgotten keys are swept on every failure.
+	loginMaxKeys = 10000
+)
+
+// loginThrottle counts failed sign-ins. Its zero value is ready to use. It lives in memory: a
+// restart forgets the counts, which only an administrator can cause.
+type loginThrottle struct {
+	mu        sync.Mutex
+	keys      map[string]*loginFailures // guarded by mu
+	lastSweep time.Time                 // guarded by mu
+}
+
+// loginFailures is the record of one key (an address or a username).
+type loginFailures struct {
+	n       int
+	last    time.Time
+	free    int
+	audited time.Time // the end of the back-off whose first refusal was already reported
+}
+
+// until returns when f's back-off ends (zero while failures are still free).
+func (f *loginFailures) until() time.Time {
+	if f.n < f.free {
+		return time.Time{}
+	}
+	d := loginBackoff
+	for i := f.free; i < f.n && d < loginMaxBackoff; i++ {
+		d *= 2
+	}
+	return f.last.Add(min(d, loginMaxBackoff))
+}
+
+func addrKey(addr string) string { return "addr " + addr }
+func userKey(u string) string    { return "user " + strings.ToLower(strings.TrimSpace(u)) }
+
+// wait returns how long a sign-in from addr for username must still wait (0: go ahead), and
+// whether this is the first refusal of that back-off (the one to report).
+func (t *loginThrottle) wait(addr, username string, now time.Time) (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var wait time.Duration
+	var first bool
+	for _, k := range []string{addrKey(addr), userKey(username)} {
+		f := t.keys[k]
+		if f == nil {
+			continue
+		}
+		u := f.until()
+		if d := u.Sub(now); d > wait {
+			wait = d
+			first = !f.audited.Equal(u)
+			f.audited = u
+		}
+	}
+	return wait, first
+}
+
+// fail records a failed sign-in from addr for username.
+func (t *loginThrottle) fail(addr, username string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.keys == nil {
+		t.keys = map[string]*loginFailures{}
+	}
+	if len(t.keys) >= loginMaxKeys && now.Sub(t.lastSweep) > time.Second {
+		t.sweep(now)
+	}
+	for _, k := range []struct {
+		key  string
+		free int
+	}{{addrKey(addr), loginFreeAddr}, {userKey(username), loginFreeUser}} {
+		f := t.keys[k.key]
+		if f == nil || now.Sub(f.last) > loginForget {
+			f = &loginFailures{free: k.free}
+			t.keys[k.key] = f
+		}
+		f.n++
+		f.last = now
+	}
+}
+
+// succeed clears the failures of username after a correct password.
+func (t *loginThrottle) succeed(username string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.keys, userKey(username))
+}
+
+// sweep drops keys whose failures are forgotten. Caller must hold mu.
+func (t *loginThrottle) sweep(now time.Time) {
+	t.lastSweep = now
+	for k, f := range t.keys {
+		if now.Sub(f.last) > loginForget {
+			delete(t.keys, k)
+		}
+	}
+}

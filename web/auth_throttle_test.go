@@ -1,0 +1,137 @@
+package web_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plaudhook/plaudhook/db"
+)
+
+// advance moves the server's clock forward.
+func advance(e *env, d time.Duration) { e.clock.Set(e.clock.Add(d)) }
+
+// signInAttempt posts the sign-in form once and returns the response and its body.
+func signInAttempt(t *testing.T, e *env, username, password string) (*http.Response, string) {
+	t.Helper()
+	resp, err := noFollow().PostForm(e.ts.URL+"/login",
+		url.Values{"username": {username}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func countAudit(t *testing.T, e *env, prefix string) int {
+	t.Helper()
+	es, _, err := e.db.FindAuditEntries(context.Background(), db.AuditFilter{ActionPrefix: prefix, Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
+// TestLoginThrottlePerUsername: five wrong passwords for one username shut it for 30 s (even
+// to the right password), with 429, Retry-After and a clear message; the back-off releases on
+// time and doubles on the next failure; other users from the same address are not affected.
+// An unknown username is throttled exactly alike.
+func TestLoginThrottlePerUsername(t *testing.T) {
+	e := newEnv(t)
+	for i := range 5 {
+		if resp, _ := signInAttempt(t, e, "viewer", "wrong password"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d = %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+
+	// Engaged: the right password is refused too, before it is checked.
+	resp, body := signInAttempt(t, e, "viewer", testPassword)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("sign-in after 5 failures = %d, want 429", resp.StatusCode)
+	}
+	if got := resp.Header.Get("Retry-After"); got != "30" {
+		t.Errorf("Retry-After = %q, want 30", got)
+	}
+	if len(resp.Cookies()) != 0 {
+		t.Error("a throttled sign-in set a cookie")
+	}
+	contains(t, body, "Too many failed sign-ins. Wait 30 seconds and try again.")
+
+	// Another user from the same address is not held back by viewer's failures.
+	if resp, _ := signInAttempt(t, e, "operator", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("operator during viewer's back-off = %d, want 303", resp.StatusCode)
+	}
+
+	// Still shut one second before the end; a refused attempt does not lengthen the wait.
+	advance(e, 29*time.Second)
+	resp, _ = signInAttempt(t, e, "viewer", testPassword)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("at 29 s = %d Retry-After %q, want 429 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+
+	// Released: one more failure shuts it again, for twice as long.
+	advance(e, 2*time.Second)
+	if resp, _ := signInAttempt(t, e, "viewer", "wrong again"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after the back-off a wrong password = %d, want 401 (checked again)", resp.StatusCode)
+	}
+	resp, _ = signInAttempt(t, e, "viewer", testPassword)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "60" {
+		t.Fatalf("after a 6th failure = %d Retry-After %q, want 429 and 60", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	advance(e, 61*time.Second)
+	if resp, _ := signInAttempt(t, e, "viewer", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the second back-off the right password = %d, want 303", resp.StatusCode)
+	}
+
+	// Every failure is audited; each back-off once, not each refused attempt.
+	if got := countAudit(t, e, "login.failed"); got != 6 {
+		t.Errorf("login.failed entries = %d, want 6", got)
+	}
+	if got := countAudit(t, e, "login.throttled"); got != 2 {
+		t.Errorf("login.throttled entries = %d, want 2 (one per back-off)", got)
+	}
+
+	// An unknown username backs off exactly like a real one, with the same page.
+	for range 5 {
+		signInAttempt(t, e, "nobody", "wrong password")
+	}
+	respU, bodyU := signInAttempt(t, e, "nobody", "wrong password")
+	for range 5 {
+		signInAttempt(t, e, "operator", "wrong password")
+	}
+	respK, bodyK := signInAttempt(t, e, "operator", "wrong password")
+	if respU.StatusCode != 429 || respK.StatusCode != 429 {
+		t.Fatalf("unknown user = %d, known user = %d, want 429 both", respU.StatusCode, respK.StatusCode)
+	}
+	if strings.ReplaceAll(bodyU, "nobody", "") != strings.ReplaceAll(bodyK, "operator", "") {
+		t.Error("the throttled page differs between an unknown and a known username")
+	}
+}
+
+// TestLoginThrottlePerAddress: twenty failures from one address, each under a different
+// username (so no username backs off), shut the address for every username; it releases after
+// the back-off.
+func TestLoginThrottlePerAddress(t *testing.T) {
+	e := newEnv(t)
+	for i := range 20 {
+		name := "spray" + string(rune('a'+i%5))
+		if resp, _ := signInAttempt(t, e, name, "wrong password"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d = %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	resp, body := signInAttempt(t, e, "admin", testPassword)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "30" {
+		t.Fatalf("admin from a throttled address = %d Retry-After %q, want 429 and 30", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	contains(t, body, "Too many failed sign-ins.")
+
+	advance(e, 31*time.Second)
+	if resp, _ := signInAttempt(t, e, "admin", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("admin after the back-off = %d, want 303", resp.StatusCode)
+	}
+}
