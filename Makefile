@@ -32,7 +32,6 @@ check-generated:
 ## test: the whole suite, with the race detector, including browser tests (needs chromium)
 test: lint check-generated
 	$(GO) test -tags $(TAGS) -race -count=1 -timeout 30m -cover ./...
-	$(GO) test -tags $(TAGS) -count=1 -run 'TestStreamScale' ./web/
 
 ## test-short: the suite without the race detector, for a quick loop
 test-short:

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -332,4 +335,75 @@ func TestAuditAppendOnly(t *testing.T) {
 	if _, err := d.w.Exec(`DELETE FROM audit`); err == nil {
 		t.Error("audit delete succeeded")
 	}
+}
+
+// TestCheckpointsOffTheWriter checks that the writer leaves checkpoints alone and the background
+// checkpointer copies committed pages into the database file while deliveries arrive (without
+// it the file would never grow: in WAL mode only a checkpoint writes it), and that everything
+// is there after a reopen.
+func TestCheckpointsOffTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ckpt.db")
+	d, err := Open(context.Background(), path, Options{Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auto int
+	if err := d.w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&auto); err != nil || auto != 0 {
+		t.Fatalf("writer's wal_autocheckpoint = %d (%v), want 0", auto, err)
+	}
+	fileSize := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := fileSize()
+	pad := strings.Repeat("x", 4096)
+	const n = 300
+	for i := range n {
+		body := fmt.Appendf(nil, `{"event":"ckpt","id":"ckpt-%d","pad":"%s"}`, i, pad)
+		if _, err := d.CreateDelivery(context.Background(), verified(body, "id:ckpt-"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for fileSize() < before+n*4096 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file %d bytes after %d deliveries (was %d): nothing checkpointed", fileSize(), n, before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = mustReopen(t, path)
+	stored := 0
+	for f := (EventFilter{Limit: 100}); ; {
+		events, next, err := d.FindEvents(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored += len(events)
+		if next == 0 {
+			break
+		}
+		f.Before = next
+	}
+	if stored != n {
+		t.Fatalf("events after reopen = %d, want %d", stored, n)
+	}
+	if ok, err := d.IntegrityCheck(context.Background()); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check = %q (%v)", ok, err)
+	}
+}
+
+func mustReopen(t *testing.T, path string) *DB {
+	t.Helper()
+	d, err := Open(context.Background(), path, Options{Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }

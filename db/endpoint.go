@@ -378,6 +378,58 @@ func (db *DB) FindEndpointHealth(ctx context.Context, endpointID int64, now time
 	return h, err
 }
 
+// EndpointTraffic is the part of an endpoint's health that lists show: its last delivery and its
+// counts over 24 hours. It costs an index lookup and a day's index range, where the whole health
+// also scans a week and builds the chart, so a list of many endpoints stays quick.
+type EndpointTraffic struct {
+	LastDeliveryID int64     // 0 when nothing arrived yet
+	LastDeliveryAt time.Time // zero when nothing arrived yet
+	Verified24h    int
+	Rejected24h    int
+}
+
+// FindEndpointTraffic returns an endpoint's last delivery and its counts over the 24 hours
+// before now.
+func (db *DB) FindEndpointTraffic(ctx context.Context, endpointID int64, now time.Time) (EndpointTraffic, error) {
+	var t EndpointTraffic
+	var at int64
+	err := db.r.QueryRowContext(ctx, `
+		SELECT id, received_at FROM deliveries
+		WHERE endpoint_id = ?
+		ORDER BY received_at DESC, id DESC LIMIT 1`, endpointID).Scan(&t.LastDeliveryID, &at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return t, nil // nothing arrived, so nothing to count
+	case err != nil:
+		return t, fmt.Errorf("endpoint traffic: last delivery: %w", err)
+	}
+	t.LastDeliveryAt = fromMicros(at)
+	rows, err := db.r.QueryContext(ctx, `
+		SELECT verdict, count(*) FROM deliveries
+		WHERE endpoint_id = ? AND received_at >= ?
+		GROUP BY verdict`, endpointID, micros(now.Add(-24*time.Hour)))
+	if err != nil {
+		return t, fmt.Errorf("endpoint traffic: counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v Verdict
+		var n int
+		if err := rows.Scan(&v, &n); err != nil {
+			return t, fmt.Errorf("endpoint traffic: counts: %w", err)
+		}
+		if v == Verified {
+			t.Verified24h = n
+		} else {
+			t.Rejected24h = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return t, fmt.Errorf("endpoint traffic: counts: %w", err)
+	}
+	return t, nil
+}
+
 // counts runs a two-column (value, count) query.
 func (db *DB) counts(ctx context.Context, q string, args ...any) ([]Count, error) {
 	rows, err := db.r.QueryContext(ctx, q, args...)

@@ -179,10 +179,24 @@ func TestEndpointHealth(t *testing.T) {
 	if h.Skew.Count != 6 || h.Skew.MedianSeconds != 403 {
 		t.Errorf("skew = %+v, want 6 with median 403", h.Skew)
 	}
+
+	// The list's cheaper traffic query agrees with the health page.
+	tr, err := d.FindEndpointTraffic(ctx, 1, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := EndpointTraffic{LastDeliveryID: h.LastDeliveryID, LastDeliveryAt: h.LastDeliveryAt,
+		Verified24h: 3, Rejected24h: 7}
+	if tr != want || tr.LastDeliveryID == 0 {
+		t.Errorf("traffic = %+v, want %+v", tr, want)
+	}
+	if tr, err := d.FindEndpointTraffic(ctx, 99, now); err != nil || tr != (EndpointTraffic{}) {
+		t.Errorf("traffic of an endpoint without deliveries = %+v, %v; want nothing", tr, err)
+	}
 }
 
-// BenchmarkEndpointHealth measures an endpoint page's queries over 200,000 deliveries and events
-// spread across the last 7 days.
+// BenchmarkEndpointHealth measures an endpoint page's queries ("health") and the endpoint list's
+// ("traffic") over 200,000 deliveries and events spread across the last 7 days.
 func BenchmarkEndpointHealth(b *testing.B) {
 	ctx := context.Background()
 	d := mustOpenDB(b, Options{})
@@ -217,10 +231,21 @@ func BenchmarkEndpointHealth(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	for b.Loop() {
-		h, err := d.FindEndpointHealth(ctx, 1, testNow)
-		if err != nil || h.Verified7d == 0 {
-			b.Fatal(h, err)
+	b.Run("health", func(b *testing.B) {
+		for b.Loop() {
+			h, err := d.FindEndpointHealth(ctx, 1, testNow)
+			if err != nil || h.Verified7d == 0 {
+				b.Fatal(h, err)
+			}
 		}
-	}
+	})
+	// What the endpoint list and GET /api/v1/endpoints pay per endpoint.
+	b.Run("traffic", func(b *testing.B) {
+		for b.Loop() {
+			tr, err := d.FindEndpointTraffic(ctx, 1, testNow)
+			if err != nil || tr.Verified24h == 0 {
+				b.Fatal(tr, err)
+			}
+		}
+	})
 }

@@ -619,16 +619,29 @@ func (db *DB) dashboardLatency(ctx context.Context, byID map[int64]*EndpointStat
 func (db *DB) findLatestEvents(ctx context.Context, endpointID *int64) ([]LatestEvent, error) {
 	var out []LatestEvent
 	ep, typ := int64(-1), ""
+	if endpointID != nil {
+		ep = *endpointID
+	}
+	first := true
 	for len(out) < 200 {
-		q := `SELECT endpoint_id, event_type FROM events
-			WHERE (endpoint_id, event_type) > (?, ?)`
-		args := []any{ep, typ}
-		if endpointID != nil {
-			q += ` AND endpoint_id = ?`
-			args = append(args, *endpointID)
+		// The next pair: the next type of this endpoint, else the first type of the next
+		// endpoint. (Two seeks: a row-value comparison "(endpoint_id, event_type) > (?, ?)"
+		// would seek on the endpoint only and walk every event of it.)
+		err := sql.ErrNoRows
+		if !first || endpointID != nil {
+			q := `SELECT endpoint_id, event_type FROM events
+				WHERE endpoint_id = ? AND event_type > ? ORDER BY event_type LIMIT 1`
+			if first {
+				q = `SELECT endpoint_id, event_type FROM events
+					WHERE endpoint_id = ? AND event_type >= ? ORDER BY event_type LIMIT 1`
+			}
+			err = db.r.QueryRowContext(ctx, q, ep, typ).Scan(&ep, &typ)
 		}
-		err := db.r.QueryRowContext(ctx, q+` ORDER BY endpoint_id, event_type LIMIT 1`,
-			args...).Scan(&ep, &typ)
+		if errors.Is(err, sql.ErrNoRows) && endpointID == nil {
+			err = db.r.QueryRowContext(ctx, `SELECT endpoint_id, event_type FROM events
+				WHERE endpoint_id > ? ORDER BY endpoint_id, event_type LIMIT 1`, ep).Scan(&ep, &typ)
+		}
+		first = false
 		if errors.Is(err, sql.ErrNoRows) {
 			break
 		}

@@ -612,6 +612,13 @@ func TestListQueriesUseIndexes(t *testing.T) {
 			WHERE received_at >= ? ORDER BY received_at LIMIT 1) b
 			WHERE x.received_at >= b.t0 AND x.received_at < b.t0 + ?`, "deliveries_received"},
 		{`SELECT event_type FROM events WHERE event_type > ? ORDER BY event_type LIMIT 1`, "events_type"},
+		// The dashboard's hop through endpoint and type pairs, and the newest event of each.
+		{`SELECT endpoint_id, event_type FROM events
+			WHERE endpoint_id = ? AND event_type > ? ORDER BY event_type LIMIT 1`, "events_endpoint_type (endpoint_id=? AND event_type>?)"},
+		{`SELECT endpoint_id, event_type FROM events
+			WHERE endpoint_id > ? ORDER BY endpoint_id, event_type LIMIT 1`, "events_endpoint_type (endpoint_id>?)"},
+		{`SELECT v.id, v.first_received_at, e.slug FROM events v JOIN endpoints e ON e.id = v.endpoint_id
+			WHERE v.endpoint_id = ? AND v.event_type = ? ORDER BY v.id DESC LIMIT 1`, "events_endpoint_type (endpoint_id=? AND event_type=?)"},
 	} {
 		t.Run("helper "+q.want, func(t *testing.T) {
 			checkPlan(t, planLines(t, d, q.sql, []any{1, 2}[:strings.Count(q.sql, "?")]), q.want, false)
@@ -822,6 +829,27 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("latest %s %q = %d, want %d", le.Endpoint, le.EventType, le.EventID, want)
 		}
 	}
+
+	// On one endpoint: only its pairs, each still the newest.
+	f.EndpointID = ptr(int64(2))
+	got, err = d.FindDashboard(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := 0
+	for k := range latest {
+		if strings.HasPrefix(k, "2/") {
+			pairs++
+		}
+	}
+	if len(got.Latest) != pairs || pairs == 0 {
+		t.Errorf("latest on endpoint 2 = %d rows, want %d", len(got.Latest), pairs)
+	}
+	for _, le := range got.Latest {
+		if want := latest[fmt.Sprintf("2/%s", le.EventType)]; le.EndpointID != 2 || le.EventID != want {
+			t.Errorf("latest on endpoint 2: %+v, want event %d", le, want)
+		}
+	}
 }
 
 // checkRollups recomputes the dashboard rollups from the tables and compares them with what
@@ -928,5 +956,128 @@ func TestExportEvents(t *testing.T) {
 	err = d.ExportDeliveries(ctx, DeliveryFilter{}, func(Delivery) error { n++; return nil })
 	if err != nil || n != 1203 {
 		t.Errorf("exported %d deliveries (%v), want 1203", n, err)
+	}
+}
+
+// TestEveryUIListQueryUsesIndexes asserts with EXPLAIN QUERY PLAN, for every combination of
+// filters the list pages' form can issue (endpoint, type, time range, duplicates, search, and
+// on deliveries verdict and reason), on the first page and on a later one, that the list query
+// reads no table without an index and sorts rows only for a search (whose union of two keyset
+// pages is at most twice a page). One row per combination: the table is generated so that a new
+// filter cannot be left out.
+func TestEveryUIListQueryUsesIndexes(t *testing.T) {
+	d := mustOpenDB(t, Options{})
+	mustSeedExplorer(t, d)
+	ctx := context.Background()
+	since := ptr(seedBase.Add(10 * time.Minute))
+	until := ptr(seedBase.Add(30 * time.Minute))
+
+	type choice struct {
+		name string
+		set  func(f *DeliveryFilter)
+	}
+	none := choice{"", func(*DeliveryFilter) {}}
+	// The form's fields: "range=" gives Since alone; since and until may come alone or together.
+	dims := [][]choice{
+		{none, {"endpoint", func(f *DeliveryFilter) { f.EndpointSlug = ptr("lab") }}},
+		{none, {"type", func(f *DeliveryFilter) { f.EventType = ptr("device.synced") }},
+			{"no-type", func(f *DeliveryFilter) { f.EventType = ptr("") }}},
+		{none, {"since", func(f *DeliveryFilter) { f.Since = since }},
+			{"until", func(f *DeliveryFilter) { f.Until = until }},
+			{"since-until", func(f *DeliveryFilter) { f.Since, f.Until = since, until }}},
+		{none, {"dup", func(f *DeliveryFilter) { f.Duplicates = ptr(true) }}},
+		{none, {"q-words", func(f *DeliveryFilter) { f.Search = ptr("pallet jack") }},
+			{"q-id", func(f *DeliveryFilter) { f.Search = ptr("file_1") }},
+			{"q-number", func(f *DeliveryFilter) { f.Search = ptr("#7") }}},
+	}
+	deliveryOnly := [][]choice{
+		{none, {"verified", func(f *DeliveryFilter) { f.Verdict = ptr(Verified) }},
+			{"rejected", func(f *DeliveryFilter) { f.Verdict = ptr(Rejected) }}},
+		{none, {"reason", func(f *DeliveryFilter) { f.Reason = ptr("signature_mismatch") }}},
+	}
+	combos := func(dims [][]choice) [][]choice {
+		out := [][]choice{nil}
+		for _, dim := range dims {
+			var next [][]choice
+			for _, prefix := range out {
+				for _, c := range dim {
+					next = append(next, append(slices.Clone(prefix), c))
+				}
+			}
+			out = next
+		}
+		return out
+	}
+	name := func(cs []choice) string {
+		var parts []string
+		for _, c := range cs {
+			if c.name != "" {
+				parts = append(parts, c.name)
+			}
+		}
+		if len(parts) == 0 {
+			return "none"
+		}
+		return strings.Join(parts, "+")
+	}
+	check := func(t *testing.T, q string, args []any, search bool) {
+		t.Helper()
+		plan := planLines(t, d, q, args)
+		joined := strings.Join(plan, "\n")
+		for _, line := range plan {
+			if bareScan.MatchString(line) {
+				t.Errorf("full table scan %q in plan:\n%s", line, joined)
+			}
+			if !search && strings.Contains(line, "TEMP B-TREE FOR ORDER BY") {
+				t.Errorf("plan sorts instead of walking an index:\n%s", joined)
+			}
+		}
+		if !strings.Contains(joined, " USING ") {
+			t.Errorf("plan uses no index:\n%s", joined)
+		}
+	}
+
+	rows := 0
+	for _, cs := range combos(dims) {
+		var df DeliveryFilter
+		for _, c := range cs {
+			c.set(&df)
+		}
+		ef := EventFilter{EndpointSlug: df.EndpointSlug, EventType: df.EventType, Since: df.Since,
+			Until: df.Until, Duplicates: df.Duplicates, Search: df.Search}
+		for _, before := range []int64{0, 20} {
+			rows++
+			t.Run(fmt.Sprintf("events/%s/before=%d", name(cs), before), func(t *testing.T) {
+				f := ef
+				f.Before = before
+				q, args, ok, err := d.eventListQuery(ctx, f, 101)
+				if err != nil || !ok {
+					t.Fatalf("query: ok %v, %v", ok, err)
+				}
+				check(t, q, args, f.Search != nil)
+			})
+		}
+	}
+	for _, cs := range combos(append(slices.Clone(dims), deliveryOnly...)) {
+		var df DeliveryFilter
+		for _, c := range cs {
+			c.set(&df)
+		}
+		for _, before := range []int64{0, 20} {
+			rows++
+			t.Run(fmt.Sprintf("deliveries/%s/before=%d", name(cs), before), func(t *testing.T) {
+				f := df
+				f.Before = before
+				q, args, ok, err := d.deliveryListQuery(ctx, f, 101)
+				if err != nil || !ok {
+					t.Fatalf("query: ok %v, %v", ok, err)
+				}
+				check(t, q, args, f.Search != nil)
+			})
+		}
+	}
+	// 2×3×4×2×4 event combinations, ×3×2 for deliveries, each on two pages.
+	if want := 2 * (192 + 192*6); rows != want {
+		t.Errorf("checked %d plans, want %d", rows, want)
 	}
 }

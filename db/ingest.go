@@ -159,6 +159,7 @@ func (db *DB) commitBatch(batch []*job) {
 		fail(err)
 		return
 	}
+	db.wakeCheckpointer()
 	for i, j := range batch {
 		j.res.BatchSize = len(batch)
 		j.res.BatchFirst = i == 0

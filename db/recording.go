@@ -95,16 +95,28 @@ type RecordingEventResult struct {
 // recording's status. Calling it again for the same event updates what it stored before, so
 // it can be re-run over every event (reindex) and gives the same result in any order.
 func (db *DB) CreateRecordingEvent(ctx context.Context, ev RecordingEvent) (RecordingEventResult, error) {
-	var res RecordingEventResult
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return res, fmt.Errorf("create recording event %d: %w", ev.EventID, unavailable(err))
+		return RecordingEventResult{}, fmt.Errorf("create recording event %d: %w", ev.EventID, unavailable(err))
 	}
 	defer tx.Rollback()
+	res, err := db.createRecordingEvent(ctx, tx, ev)
+	if err != nil {
+		return res, err
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("create recording event %d: %w", ev.EventID, unavailable(err))
+	}
+	return res, nil
+}
+
+// createRecordingEvent is CreateRecordingEvent inside the caller's transaction.
+func (db *DB) createRecordingEvent(ctx context.Context, tx *sql.Tx, ev RecordingEvent) (RecordingEventResult, error) {
+	var res RecordingEventResult
 
 	// The recording this event belonged to before (a re-run), and the one it belongs to now.
 	var prev int64
-	err = tx.QueryRowContext(ctx, `SELECT recording_id FROM recording_events WHERE event_id = ?`,
+	err := tx.QueryRowContext(ctx, `SELECT recording_id FROM recording_events WHERE event_id = ?`,
 		ev.EventID).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("create recording event %d: %w", ev.EventID, err)
@@ -149,9 +161,6 @@ func (db *DB) CreateRecordingEvent(ctx context.Context, ev RecordingEvent) (Reco
 		if err := refreshRecording(ctx, tx, prev); err != nil {
 			return res, fmt.Errorf("create recording event %d: %w", ev.EventID, err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return res, fmt.Errorf("create recording event %d: %w", ev.EventID, unavailable(err))
 	}
 	return res, nil
 }

@@ -413,30 +413,11 @@
   });
 })();
 
-// Replay (issue 6): copy-as-curl buttons, replay form errors shown in place, and the attempt
-// log's placeholder row removed when the first attempt arrives live.
+// Replay (issue 6): replay form errors shown in place, and the attempt log's placeholder row
+// removed when the first attempt arrives live. Its copy-as-curl buttons (button.copy with
+// data-copy) are served by the shared copy handler above, which also works on plain HTTP.
 (function () {
   "use strict";
-
-  // Copy buttons name what they copy with data-copy (a selector); they stay hidden without
-  // script, where the text can still be selected by hand.
-  document.querySelectorAll("button[data-copy]").forEach(function (b) {
-    b.hidden = false;
-  });
-  document.addEventListener("click", function (e) {
-    var b = e.target.closest("button[data-copy]");
-    if (!b) {
-      return;
-    }
-    var src = document.querySelector(b.getAttribute("data-copy"));
-    if (!src || !navigator.clipboard) {
-      return;
-    }
-    navigator.clipboard.writeText(src.textContent).then(function () {
-      b.textContent = "Copied";
-      setTimeout(function () { b.textContent = "Copy"; }, 1500);
-    });
-  });
 
   // htmx leaves 4xx answers unswapped; a form marked data-swap-errors shows the server's
   // explanation (a refused target, a body that is not JSON) where its result goes.

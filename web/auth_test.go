@@ -1,10 +1,17 @@
 package web_test
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/web"
 )
 
 // TestAuthRequired walks every page: without a session, browsers are sent to sign in and
@@ -125,18 +132,116 @@ func TestOpenRedirect(t *testing.T) {
 	}
 }
 
-// TestSecurityHeaders checks every response carries the CSP and friends.
+// TestSecurityHeaders checks every response carries the CSP and friends: each registered GET
+// route as an admin (pages, API, streams, static files), a redirect to sign in, a 404 and a
+// refused request.
 func TestSecurityHeaders(t *testing.T) {
 	e := newEnv(t)
-	c := e.client("viewer")
-	for _, path := range []string{"/", "/login", "/healthz", "/deliveries"} {
-		resp, _ := get(t, c, e.ts.URL+path)
+	admin := e.client("admin")
+	type probe struct {
+		c    *http.Client
+		path string
+	}
+	probes := []probe{{noFollow(), "/"}, {admin, "/no-such-page"}, {e.client("viewer"), "/audit"},
+		{admin, "/static/nothing.js"}, {noFollow(), "/login"}, {noFollow(), "/healthz"}}
+	for _, rt := range e.srv.Routes() {
+		if method, _ := splitPattern(rt.Pattern); method == "GET" {
+			_, path := concrete(rt.Pattern)
+			probes = append(probes, probe{admin, path})
+		}
+	}
+	for _, p := range probes {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+p.path, nil)
+		resp, err := p.c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", p.path, err)
+		}
+		cancel() // event streams end once their headers are in
+		resp.Body.Close()
 		csp := resp.Header.Get("Content-Security-Policy")
 		if !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "unsafe-inline") {
-			t.Errorf("%s CSP = %q", path, csp)
+			t.Errorf("%s (%d) CSP = %q", p.path, resp.StatusCode, csp)
 		}
 		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
-			t.Errorf("%s lacks nosniff or Referrer-Policy", path)
+			t.Errorf("%s (%d) lacks nosniff or Referrer-Policy", p.path, resp.StatusCode)
 		}
+	}
+}
+
+// TestLoginLongInput: a made-up username of any length is refused like any wrong one, but only
+// its first 64 characters (the longest a username can be) reach the audit log; a sign-in form
+// over 16 KiB is refused outright.
+func TestLoginLongInput(t *testing.T) {
+	e := newEnv(t)
+	long := strings.Repeat("é", 1000) + strings.Repeat("a", 4000) // 6 KiB as sent
+	resp, body := signInAttempt(t, e, long, "wrong password")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "Wrong username or password.") {
+		t.Fatalf("a 5,000-character username = %d, want 401 with the usual message", resp.StatusCode)
+	}
+	es, _, err := e.db.FindAuditEntries(context.Background(), db.AuditFilter{ActionPrefix: "login.failed"})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("login.failed entries = %d (%v), want 1", len(es), err)
+	}
+	if want := "user " + strings.Repeat("é", 64); es[0].Target != want {
+		t.Errorf("audited target is %d bytes, want the first 64 characters", len(es[0].Target))
+	}
+
+	resp, _ = signInAttempt(t, e, "viewer", strings.Repeat("x", 17<<10))
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a 17 KiB sign-in form = %d, want 400", resp.StatusCode)
+	}
+	if resp, _ := signInAttempt(t, e, "viewer", testPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a normal sign-in afterwards = %d, want 303", resp.StatusCode)
+	}
+}
+
+// BenchmarkGuard measures what signing in adds to each request: GET /api/v1/events?limit=1
+// through the real router over a real SQLite file, with no credentials (401), a session cookie,
+// and an API token. p50 and p99 of the per-request times are reported beside ns/op.
+func BenchmarkGuard(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	u, err := e.db.FindUserByUsername(ctx, "viewer")
+	if err != nil {
+		b.Fatal(err)
+	}
+	token := web.NewAPIToken()
+	if _, err := e.db.CreateToken(ctx, u.ID, "bench", token); err != nil {
+		b.Fatal(err)
+	}
+	jar := e.client("viewer").Jar
+	base, _ := url.Parse(e.ts.URL)
+	cookie := jar.Cookies(base)[0]
+
+	for _, c := range []struct {
+		name string
+		set  func(*http.Request)
+		want int
+	}{
+		{"none", func(*http.Request) {}, http.StatusUnauthorized},
+		{"session", func(r *http.Request) { r.AddCookie(cookie) }, http.StatusOK},
+		{"token", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }, http.StatusOK},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			times := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				req := httptest.NewRequest("GET", "/api/v1/events?limit=1", nil)
+				c.set(req)
+				w := httptest.NewRecorder()
+				start := time.Now()
+				e.srv.ServeHTTP(w, req)
+				times = append(times, time.Since(start))
+				if w.Code != c.want {
+					b.Fatalf("status %d, want %d: %s", w.Code, c.want, w.Body)
+				}
+			}
+			b.StopTimer()
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
+		})
 	}
 }

@@ -14,7 +14,7 @@ import (
 // a successful sign-in clears its username (not its address: one good account must not open
 // the door to guessing many others from the same place).
 const (
-	loginFreeUser   = 5  // failures for one username before it backs off
+	loginFreeUser   = 10 // failures for one username before it backs off (C26: the 11th is refused)
 	loginFreeAddr   = 20 // failures from one address (an office shares one) before it backs off
 	loginBackoff    = 30 * time.Second
 	loginMaxBackoff = 15 * time.Minute

@@ -1,9 +1,11 @@
 package web_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +160,93 @@ func TestBulkReplay(t *testing.T) {
 	})
 }
 
+// TestBulkProgressLive keeps a job's page stream open while the job runs against a receiver
+// that answers only when the test lets it: the stream starts with the bar at 0, moves to 1 of 5
+// after the first answer, and ends with the finished bar after the rest.
+func TestBulkProgressLive(t *testing.T) {
+	e := mustReplayEnv(t)
+	e.srv.StartReplayWorkers()
+	mustIngestMany(t, e, 9) // 5 device.synced
+	gate := make(chan struct{}, 5)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(gate) // before the receiver's cleanup, which waits for its handlers
+	op := e.client("operator")
+	id := startBulk(t, e, op, bulkForm(rc.srv.URL, "100", "1"))
+
+	// Open the job page's stream.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/bulk/%d/stream", e.ts.URL, id), nil)
+	resp, err := op.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+
+	// next returns the next bulk-progress message's data-done and data-state.
+	next := func() (done, state string) {
+		t.Helper()
+		var msg strings.Builder
+		for sc.Scan() {
+			line := sc.Text()
+			if line != "" {
+				msg.WriteString(line + "\n")
+				continue
+			}
+			if !strings.Contains(msg.String(), "event: bulk-progress\n") {
+				msg.Reset()
+				continue
+			}
+			doc, err := goquery.NewDocumentFromReader(strings.NewReader(sseData(msg.String())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bar := doc.Find("[data-testid=bulk-progress]")
+			done, _ = bar.Attr("data-done")
+			state, _ = bar.Attr("data-state")
+			return done, state
+		}
+		t.Fatalf("the stream ended: %v", sc.Err())
+		return "", ""
+	}
+
+	if done, state := next(); done != "0" || state != "running" {
+		t.Fatalf("first message: done %s, state %s; want 0, running", done, state)
+	}
+	gate <- struct{}{} // the first event is answered
+	if done, state := next(); done != "1" || state != "running" {
+		t.Errorf("after one answer: done %s, state %s; want 1, running", done, state)
+	}
+	for range 4 {
+		gate <- struct{}{}
+	}
+	var done, state string
+	for state != "done" {
+		done, state = next()
+	}
+	if done != "5" {
+		t.Errorf("finished bar: done %s, want 5", done)
+	}
+}
+
+// sseData joins the data lines of one server-sent message.
+func sseData(msg string) string {
+	var out []string
+	for _, line := range strings.Split(msg, "\n") {
+		if v, ok := strings.CutPrefix(line, "data:"); ok {
+			out = append(out, strings.TrimPrefix(v, " "))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // TestBulkCancel cancels a slow job after its first attempt: it stops, and what it sent stays
 // recorded.
 func TestBulkCancel(t *testing.T) {
@@ -229,5 +318,59 @@ func TestBulkResume(t *testing.T) {
 	}
 	if got := len(rc.requests()); got != 6 {
 		t.Errorf("receiver got %d requests, want 6 (5 events, the interrupted one twice)", got)
+	}
+}
+
+// TestBulkDryRunFilters narrows a dry run by endpoint and by time range (from inclusive, to
+// exclusive, read as UTC), and explains a filter it cannot use.
+func TestBulkDryRunFilters(t *testing.T) {
+	e := mustReplayEnv(t)
+	for i := range 3 {
+		e.mustIngest(signature.SchemeDevguide, []byte(fmt.Sprintf(`{"event":"device.synced","id":"evt_t%d"}`, i)), nil)
+		e.advance(time.Hour)
+	}
+	op := e.client("operator")
+	at := func(d time.Duration) string { return testNow.Add(d).Format("2006-01-02T15:04") }
+	dryRun := func(q url.Values) (int, *goquery.Document) {
+		t.Helper()
+		q.Set("preview", "1")
+		q.Set("url", "http://127.0.0.1:9/")
+		resp, page := get(t, op, e.ts.URL+"/bulk/new?"+q.Encode())
+		doc, _ := goquery.NewDocumentFromReader(strings.NewReader(page))
+		return resp.StatusCode, doc
+	}
+
+	tests := []struct {
+		name  string
+		q     url.Values
+		count string
+	}{
+		{"every event", url.Values{}, "3"},
+		{"endpoint", url.Values{"endpoint": {"default"}}, "3"},
+		{"from", url.Values{"from": {at(30 * time.Minute)}}, "2"},
+		{"from and to", url.Values{"from": {at(30 * time.Minute)}, "to": {at(2 * time.Hour)}}, "1"},
+		{"to is exclusive", url.Values{"to": {at(0)}}, "0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, doc := dryRun(tt.q)
+			if status != http.StatusOK || doc.Find("[data-testid=bulk-count]").Text() != tt.count {
+				t.Errorf("dry run = %d, count %q; want 200, %s", status, doc.Find("[data-testid=bulk-count]").Text(), tt.count)
+			}
+		})
+	}
+	for _, bad := range []struct {
+		name, key, value, want string
+	}{
+		{"ErrEndpoint", "endpoint", "nope", "There is no endpoint nope."},
+		{"ErrTime", "from", "yesterday", "Times are like"},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			status, doc := dryRun(url.Values{bad.key: {bad.value}})
+			if msg := doc.Find("[data-testid=bulk-error]").Text(); status != http.StatusUnprocessableEntity ||
+				!strings.Contains(msg, bad.want) {
+				t.Errorf("dry run = %d %q, want 422 %q", status, msg, bad.want)
+			}
+		})
 	}
 }

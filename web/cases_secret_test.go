@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,7 +123,7 @@ func TestSignatureCasesStoredSecrets(t *testing.T) {
 				func(t *testing.T, e *secretEnv, d db.Delivery, r reply) {
 					events, _, _ := e.db.FindEvents(context.Background(), db.EventFilter{})
 					if len(events) != 1 || events[0].DeliveryCount != 4 || !r.Duplicate {
-						t.Errorf("events = %d (count %d), duplicate %v; want one event delivered 4 times", len(events), events[0].DeliveryCount, r.Duplicate)
+						t.Errorf("events = %+v, duplicate %v; want one event delivered 4 times", events, r.Duplicate)
 					}
 				}},
 		}},
@@ -231,5 +232,56 @@ func TestRevokedOldSecretC16(t *testing.T) {
 	e.mustForm(admin, "/endpoints/default/secrets/"+itoa64(old.ID)+"/revoke", nil)
 	if resp, body := e.post("/webhook", hdrs("Plaud-Signature", sigOld), b1); resp.StatusCode != 400 || !strings.Contains(body, "signature_mismatch") {
 		t.Fatalf("old after revoke: %d %s, want 400", resp.StatusCode, body)
+	}
+}
+
+// TestParallelDuplicatesC12 is C12's last variant against a stored secret: ten identical signed
+// deliveries at once are ten 2xx answers, one event delivered ten times, and ten delivery rows.
+func TestParallelDuplicatesC12(t *testing.T) {
+	e := newSecretEnv(t)
+	ctx := context.Background()
+	if _, err := e.db.CreateSecret(ctx, db.NewSecret{EndpointID: 1, Label: "S", Value: testSecret}); err != nil {
+		t.Fatal(err)
+	}
+	b12 := []byte(`{"event":"device.recording_completed","data":{"file_id":"f_0012","event_id":"evt_0012"}}`)
+	const n = 10
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/webhook", bytes.NewReader(b12))
+			req.Header.Set("Plaud-Signature", "b41376619131978a730c1432aa8e76001cde4eb1d5e051384b230edcf8d02bad")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != http.StatusOK {
+			t.Errorf("status %d, want 200 for every copy", s)
+		}
+	}
+	events, _, err := e.db.FindEvents(ctx, db.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].DeliveryCount != n {
+		t.Fatalf("events = %+v, want one delivered %d times", events, n)
+	}
+	ds, _ := e.db.FindDeliveries(ctx, db.DeliveryFilter{Limit: 100})
+	if len(ds) != n {
+		t.Errorf("deliveries = %d, want %d", len(ds), n)
+	}
+	secrets, _ := e.db.FindSecrets(ctx, 1)
+	if len(secrets) != 1 || secrets[0].MatchCount != n {
+		t.Errorf("secrets = %+v, want S matched %d times", secrets, n)
 	}
 }

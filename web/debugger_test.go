@@ -26,9 +26,12 @@ func TestDebuggerOnDeliveryPage(t *testing.T) {
 	}{
 		{"revoked secret", http.Header{"Plaud-Signature": {sigOld}}, b1, "inactive_secret", "was revoked at 2026-12-03 12:00:00 UTC"},
 		{"trailing newline added", http.Header{"Plaud-Signature": {sigS}}, append([]byte(string(b1)), '\n'), "line_ending", "without its final line feed"},
+		{"trailing CR LF added", http.Header{"Plaud-Signature": {sigS}}, append([]byte(string(b1)), '\r', '\n'), "line_ending", "without its final CR LF"},
 		{"CR LF lost", devguide(testSecret, append([]byte(string(b1)), '\r', '\n')), b1, "line_ending", "with a final CR LF"},
 		{"devguide value with sha256= prefix", http.Header{"Plaud-Signature": {"sha256=" + sigS}}, b1, "other_scheme", "devguide"},
+		{"embedded value without prefix under another timestamp name", http.Header{"Plaud-Signature": {"8ac13db87fdf5842d1ba6ae8629981ef7bf41aff9f0f364624a98917b2757f3d"}, "X-Plaud-Timestamp": {"1796299200"}}, b1, "other_scheme", "timestamp from X-Plaud-Timestamp"},
 		{"millisecond timestamp", http.Header{"Plaud-Timestamp": {"1796299200000"}, "Plaud-Signature": {"sha256=d4c00503647d6b2d4fc3c29dafc569383539c81c7ebb060d9775062f1a1e8136"}}, b1, "millisecond", "in milliseconds"},
+		{"signed in seconds, sent in milliseconds", http.Header{"Plaud-Timestamp": {"1796299200000"}, "Plaud-Signature": {"sha256=8ac13db87fdf5842d1ba6ae8629981ef7bf41aff9f0f364624a98917b2757f3d"}}, b1, "millisecond", "signed the timestamp in seconds"},
 		{"X-Plaud-Signature", http.Header{"X-Plaud-Signature": {sigS}}, b1, "other_header", "X-Plaud-Signature"},
 		{"secret with whitespace", http.Header{"Plaud-Signature": {"daeaab8e25d62af38d6442db12709e2558cd1168902ff0fe344e239afd23177f"}}, b1, "secret_whitespace", "2 spaces before it"},
 		{"gzip without Content-Encoding", http.Header{"Plaud-Signature": {sigS}}, c8, "gzip", "decompressed"},

@@ -28,6 +28,7 @@ type endpointStore interface {
 	UpdateEndpoint(ctx context.Context, id int64, u db.EndpointUpdate) (db.Endpoint, error)
 	DeleteEndpoint(ctx context.Context, id int64) error
 	FindEndpointHealth(ctx context.Context, endpointID int64, now time.Time) (db.EndpointHealth, error)
+	FindEndpointTraffic(ctx context.Context, endpointID int64, now time.Time) (db.EndpointTraffic, error)
 	FindClockSkew(ctx context.Context, endpointID *int64, since time.Time) (db.SkewSummary, error)
 }
 
@@ -50,7 +51,7 @@ func (s *Server) handleEndpointIndex(w http.ResponseWriter, r *http.Request) {
 			s.respondError(w, r, err)
 			return
 		}
-		h, err := s.store.FindEndpointHealth(ctx, e.ID, now)
+		h, err := s.store.FindEndpointTraffic(ctx, e.ID, now)
 		if err != nil {
 			s.respondError(w, r, err)
 			return

@@ -47,7 +47,7 @@ func (s *Server) handleAPIEndpointIndex(w http.ResponseWriter, r *http.Request) 
 	now := s.now()
 	out := make([]apiEndpoint, 0, len(endpoints))
 	for _, e := range endpoints {
-		h, err := s.store.FindEndpointHealth(ctx, e.ID, now)
+		h, err := s.store.FindEndpointTraffic(ctx, e.ID, now)
 		if err != nil {
 			s.respondError(w, r, err)
 			return

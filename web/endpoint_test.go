@@ -145,6 +145,16 @@ func TestEndpointHealthPage(t *testing.T) {
 			t.Errorf("%s = %q, want %s", id, got, want)
 		}
 	}
+	newest, _ := e.newestDelivery(admin)
+	last := doc.Find("[data-testid=last-delivery] a")
+	if last.AttrOr("href", "") != "/deliveries/"+itoa64(newest.ID) || !strings.Contains(last.Text(), "2026-12-03 12:00:00") {
+		t.Errorf("last delivery = %q (%s), want the newest delivery at T", last.Text(), last.AttrOr("href", ""))
+	}
+	_, list := get(t, admin, e.ts.URL+"/endpoints")
+	row := mustDoc(t, list).Find(`[data-testid=endpoint-row][data-slug=default]`)
+	if got := row.Find("td").Last().Text(); !strings.Contains(got, "2026-12-03 12:00:00") {
+		t.Errorf("endpoint list: last delivery = %q, want T", got)
+	}
 	if reasons := doc.Find("[data-testid=top-reasons] li").First().Text(); !strings.Contains(reasons, "signature_mismatch") || !strings.Contains(reasons, "× 2") {
 		t.Errorf("top reason = %q, want signature_mismatch × 2", reasons)
 	}
@@ -152,11 +162,11 @@ func TestEndpointHealthPage(t *testing.T) {
 	if hours.Length() != db.ChartHours {
 		t.Fatalf("chart hours = %d, want %d", hours.Length(), db.ChartHours)
 	}
-	last := hours.Last()
-	if last.AttrOr("data-verified", "") != "2" || last.AttrOr("data-rejected", "") != "3" {
-		t.Errorf("current hour = %s verified, %s rejected; want 2, 3", last.AttrOr("data-verified", ""), last.AttrOr("data-rejected", ""))
+	current := hours.Last()
+	if current.AttrOr("data-verified", "") != "2" || current.AttrOr("data-rejected", "") != "3" {
+		t.Errorf("current hour = %s verified, %s rejected; want 2, 3", current.AttrOr("data-verified", ""), current.AttrOr("data-rejected", ""))
 	}
-	if last.Find("rect.bar-ok").Length() != 1 || last.Find("rect.bar-bad").Length() != 1 {
+	if current.Find("rect.bar-ok").Length() != 1 || current.Find("rect.bar-bad").Length() != 1 {
 		t.Error("current hour lacks its stacked bars")
 	}
 	if early := hours.Eq(db.ChartHours - 41); early.AttrOr("data-verified", "") != "1" {

@@ -559,7 +559,7 @@ func TestCSVFormulaNeutralised(t *testing.T) {
 // seedBulk inserts n events of type bulk.test straight into the database file through a second
 // connection, in one transaction (the triggers index them as ingest would): the webhook path
 // would take minutes for 100,000.
-func seedBulk(t *testing.T, path string, n int) {
+func seedBulk(t testing.TB, path string, n int) {
 	t.Helper()
 	conn, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000&_txlock=immediate&_foreign_keys=0")
 	if err != nil {
@@ -897,5 +897,104 @@ func TestExplorerPagesNeedSignIn(t *testing.T) {
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Errorf("anonymous GET %s = %d, want 303 to sign in", p, resp.StatusCode)
 		}
+	}
+}
+
+// BenchmarkEventListPage measures the server time of one page of the event list over HTTP
+// (query, drift marks, filter menus and rendering), first and deep, unfiltered and under each
+// filter, over PLAUDHOOK_BENCH_EVENTS events (100,000 by default), and reports the median and
+// 99th percentile of a request:
+//
+//	go test -tags sqlite_fts5 -run '^$' -bench EventListPage -benchtime 50x ./web/
+//
+// BenchmarkExplorer in package db measures the storage queries alone at a million.
+func BenchmarkEventListPage(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("PLAUDHOOK_BENCH_EVENTS")); err == nil && v >= 10_000 {
+		n = v
+	}
+	e := newEnv(b)
+	seedBulk(b, e.db.Path, n)
+	c := e.client("viewer")
+	deep := strconv.Itoa(1_000_000 + n/10) // a cursor 90% of the way down
+	for _, tc := range []struct{ name, query string }{
+		{"none", ""},
+		{"endpoint", "endpoint=default"},
+		{"type", "type=bulk.test"},
+		{"last24h", "range=24h"},
+		{"duplicates", "dup=1"},
+		{"searchID", "q=file_bulk_4242"},
+		{"searchWord", "q=row"},
+	} {
+		for _, page := range []struct{ name, before string }{{"first", ""}, {"deep", deep}} {
+			b.Run(tc.name+"/"+page.name, func(b *testing.B) {
+				u := e.ts.URL + "/events?" + tc.query
+				if page.before != "" {
+					u += "&before=" + page.before
+				}
+				times := make([]time.Duration, 0, b.N)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					t0 := time.Now()
+					resp, err := c.Get(u)
+					if err != nil {
+						b.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Fatalf("GET %s = %d", u, resp.StatusCode)
+					}
+					times = append(times, time.Since(t0))
+				}
+				b.StopTimer()
+				slices.Sort(times)
+				b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+				b.ReportMetric(float64(times[len(times)*99/100].Microseconds())/1000, "p99-ms")
+			})
+		}
+	}
+}
+
+// TestExplorerControlsAreLabelled checks every control of the explorer's pages has a name a
+// screen reader can read: an enclosing label, a label for its id, an aria-label, or (buttons
+// and links) text of its own; and every chart is an image with a title.
+func TestExplorerControlsAreLabelled(t *testing.T) {
+	e := explorerEnv(t)
+	seedExplorer(t, e)
+	c := e.client("viewer")
+	for _, p := range []string{"/", "/events", "/events?type=device.synced&dup=1", "/deliveries",
+		"/compare", "/compare?e=1&e=2", "/schema", "/events/1"} {
+		resp, body := get(t, c, e.ts.URL+p)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s = %d", p, resp.StatusCode)
+		}
+		doc := mustDoc(t, body)
+		n := 0
+		doc.Find("main input:not([type=hidden]), main select, main textarea, main button, main a[href]").Each(func(_ int, s *goquery.Selection) {
+			n++
+			name := strings.TrimSpace(s.AttrOr("aria-label", ""))
+			if name == "" && (goquery.NodeName(s) == "button" || goquery.NodeName(s) == "a") {
+				name = strings.TrimSpace(s.Text())
+			}
+			if name == "" && s.Closest("label").Length() > 0 {
+				name = strings.TrimSpace(s.Closest("label").Text())
+			}
+			if id := s.AttrOr("id", ""); name == "" && id != "" {
+				name = strings.TrimSpace(doc.Find(`label[for="` + id + `"]`).Text())
+			}
+			if name == "" {
+				h, _ := goquery.OuterHtml(s)
+				t.Errorf("%s: control without an accessible name: %s", p, h)
+			}
+		})
+		if n == 0 {
+			t.Errorf("%s: no controls found: the check checks nothing", p)
+		}
+		doc.Find("svg").Each(func(_ int, s *goquery.Selection) {
+			if s.AttrOr("role", "") != "img" || (s.AttrOr("aria-labelledby", "") == "" && s.AttrOr("aria-label", "") == "") {
+				t.Errorf("%s: chart without role=img and a label", p)
+			}
+		})
 	}
 }

@@ -113,18 +113,19 @@ func exportMarkdown(t db.Transcript) []byte {
 
 // exportSRT is SubRip: cues numbered from 1, HH:MM:SS,mmm --> HH:MM:SS,mmm, the speaker's name
 // before the text, a blank line after each cue. Segments without text are left out, since an
-// empty line would end the cue.
+// empty line would end the cue. SubRip has no escapes, so an arrow "-->" in the text, which
+// players would take for a timing line, is written "->".
 func exportSRT(t db.Transcript) []byte {
 	var b strings.Builder
 	n := 0
 	for _, s := range t.Segments {
-		text := cueText(s.Text)
+		text := srtArrow(cueText(s.Text))
 		if text == "" {
 			continue
 		}
 		n++
 		if name := t.SpeakerName(s.Speaker); name != "" {
-			text = cueText(name) + ": " + text
+			text = srtArrow(cueText(name)) + ": " + text
 		}
 		fmt.Fprintf(&b, "%d\n%s --> %s\n%s\n\n", n, cueTime(s.StartMS, ','),
 			cueTime(max(s.EndMS, s.StartMS), ','), text)
@@ -241,6 +242,14 @@ func cueText(s string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// srtArrow replaces SubRip's timing arrow in cue text.
+func srtArrow(s string) string {
+	for strings.Contains(s, "-->") {
+		s = strings.ReplaceAll(s, "-->", "->")
+	}
+	return s
 }
 
 // vttEscape escapes the characters WebVTT cue text reserves.

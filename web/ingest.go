@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -120,28 +121,39 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("webhook received", "delivery_id", out.DeliveryID, "event_id", out.EventID,
 		"endpoint", slug, "duplicate", out.Duplicate, "size", d.Size)
-	writeJSON(w, http.StatusOK, ingestReply{Status: "success", EventID: out.EventID,
-		Duplicate: out.Duplicate})
 	verdict := "verified"
 	if out.Duplicate {
 		verdict = "duplicate"
 	}
 	s.metrics.delivered(slug, verdict, out, time.Since(start))
-
-	// After the answer: tell the open pages. This never blocks and never fails the delivery.
 	d.ID, d.EventID, d.Duplicate = out.DeliveryID, out.EventID, out.Duplicate
 	d.Endpoint = slug
-	s.publishDelivery(context.WithoutCancel(ctx), d, out)
 
-	// A new event may have been queued for forwarding, in the same commit (forward.go): wake
-	// the worker. This never blocks.
+	// The quick follow-ups are started before the answer leaves, so that whoever got the 2xx
+	// (a test, or a script waiting on Server.Wait) finds them under way; none of them blocks.
+	// A new event may have been queued for forwarding in the same commit (forward.go): wake
+	// the worker. Transcripts are read from the stored body in the background (normalise.go):
+	// a failure there is logged and `plaudhook reindex` redoes it.
 	if !out.Duplicate {
 		s.wakeForwarder()
 	}
-
-	// Transcripts are read from the stored event in the background (normalise.go): a failure
-	// there is logged and `plaudhook reindex` redoes it, the delivery is never at stake.
 	s.normaliseAfterCommit(ctx, d)
+
+	// Send the whole answer now, with its length so the sender need not wait for the end of
+	// the response: telling the open pages (which reads and renders the event) is the
+	// server's own business and must neither add to the sender's wait nor fail it.
+	reply, _ := json.Marshal(ingestReply{Status: "success", EventID: out.EventID,
+		Duplicate: out.Duplicate})
+	reply = append(reply, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(reply)
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		s.log.Debug("flush webhook answer", "error", err)
+	}
+	s.publishDelivery(context.WithoutCancel(ctx), d, out)
 }
 
 // readBody returns the decoded body (and the wire bytes when they differ), or a status and

@@ -42,7 +42,7 @@ type replayEnv struct {
 
 // newReplayEnv starts the server over the database at path (created when missing) with the
 // clock at *clock; opts change the configuration.
-func newReplayEnv(t *testing.T, path string, clock *atomic.Int64, opts ...option) *replayEnv {
+func newReplayEnv(t testing.TB, path string, clock *atomic.Int64, opts ...option) *replayEnv {
 	t.Helper()
 	ctx := context.Background()
 	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
@@ -106,7 +106,7 @@ func newTestClock() *atomic.Int64 {
 }
 
 // mustReplayEnv is newReplayEnv over a fresh file.
-func mustReplayEnv(t *testing.T, opts ...option) *replayEnv {
+func mustReplayEnv(t testing.TB, opts ...option) *replayEnv {
 	t.Helper()
 	return newReplayEnv(t, filepath.Join(t.TempDir(), "replay.db"), newTestClock(), opts...)
 }
@@ -196,7 +196,7 @@ type receivedRequest struct {
 }
 
 // newReceiver starts a receiver that answers with handle (200 "ok" when nil).
-func newReceiver(t *testing.T, handle http.HandlerFunc) *receiver {
+func newReceiver(t testing.TB, handle http.HandlerFunc) *receiver {
 	t.Helper()
 	rc := &receiver{}
 	rc.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

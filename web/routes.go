@@ -141,7 +141,7 @@ func (s *Server) routes() http.Handler {
 		s.requireUser(db.RoleViewer, s.handleTranscriptExport))
 	mux.Handle("/api/", s.requireUser(db.RoleViewer, s.handleAPINotFound))
 
-	return s.recoverer(s.clientAddr(s.securityHeaders(s.crossOrigin(mux))))
+	return s.recoverer(s.clientAddr(s.securityHeaders(s.crossOrigin(s.originScheme(mux)))))
 }
 
 // WebhookHandler serves only the webhook endpoints and the health checks: what a second

@@ -156,10 +156,13 @@ func NewServer(cfg Config, store Store) *Server {
 	if cfg.DiskWarnBytes == 0 {
 		cfg.DiskWarnBytes = 1 << 30
 	}
+	// Each open stream may fall this many messages behind (two per delivery) before it is
+	// dropped and its browser resumes from the database.
+	const streamBuffer = 256
 	s := &Server{
 		cfg:      cfg,
 		store:    store,
-		hub:      live.NewHub(64),
+		hub:      live.NewHub(streamBuffer),
 		verifier: signature.Verifier{Tolerance: cfg.Tolerance, Now: cfg.Now},
 		log:      cfg.Logger.With("component", "web"),
 		now:      cfg.Now,

@@ -138,7 +138,18 @@ const errBadLogin = "Wrong username or password."
 // handleLogin checks the credentials and starts a new session with a fresh token. Failures are
 // throttled per client address and per username (see loginThrottle).
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	username := strings.TrimSpace(r.PostFormValue("username"))
+	// The form is three short fields; anything much larger is not a person signing in.
+	r.Body = http.MaxBytesReader(w, r.Body, loginFormLimit)
+	if err := r.ParseForm(); err != nil {
+		s.respondError(w, r, &httpError{status: http.StatusBadRequest, code: "bad_request",
+			msg: "The sign-in form was too large or malformed."})
+		return
+	}
+	// Whatever was typed is looked up as is, but only its first 64 characters (the longest
+	// possible username) are counted, logged and audited, so that a long made-up name cannot
+	// fill memory, the log or the append-only audit table.
+	typed := strings.TrimSpace(r.PostFormValue("username"))
+	username := clipUsername(typed)
 	password := r.PostFormValue("password")
 	next := safeNext(r.PostFormValue("next"))
 	addr := remoteHost(r)
@@ -150,7 +161,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	u, err := s.store.FindUserByUsername(r.Context(), username)
+	u, err := s.store.FindUserByUsername(r.Context(), typed)
 	if err != nil && !errors.Is(err, db.ErrNotFound) {
 		s.respondError(w, r, err)
 		return
@@ -202,6 +213,22 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	s.audit(r.WithContext(context.WithValue(r.Context(), authKey{}, &auth{user: u})),
 		"login.ok", "user "+u.Username, "")
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// loginFormLimit bounds the sign-in form's body.
+const loginFormLimit = 16 << 10
+
+// clipUsername cuts what was typed as a username to the longest a username can be (64
+// characters, db.ValidateUsername).
+func clipUsername(typed string) string {
+	n := 0
+	for i := range typed {
+		if n == 64 {
+			return typed[:i]
+		}
+		n++
+	}
+	return typed
 }
 
 // refuseLogin answers a throttled sign-in: 429, Retry-After, and the sign-in page saying how

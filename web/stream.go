@@ -3,8 +3,10 @@ package web
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,9 @@ import (
 // resumeWindow is how many missed deliveries a reconnecting stream is sent from the database;
 // one that missed more is told to reload instead.
 const resumeWindow = 1000
+
+// streamBatchBytes caps one write of queued messages to a stream.
+const streamBatchBytes = 256 << 10
 
 // publishDelivery renders the live messages for a committed delivery and hands them to the hub.
 func (s *Server) publishDelivery(ctx context.Context, d db.Delivery, out db.IngestResult) {
@@ -117,6 +122,7 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	}
 
 	a, _ := ctx.Value(authKey{}).(*auth)
+	var batch strings.Builder
 	tick := time.NewTicker(s.cfg.Heartbeat)
 	defer tick.Stop()
 	for {
@@ -131,13 +137,33 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("stream dropped for falling behind", slogRequest(r))
 			return
 		case m := <-sub.C:
-			if m.ID <= last && m.ID != 0 {
-				continue // already sent from the backlog
+			// Take every message already waiting and send them in one write: under load a
+			// stream costs one write per burst, not one per message.
+			batch.Reset()
+			for more := true; more; {
+				if (m.ID > last || m.ID == 0) && // not already sent from the backlog
+					s.streamWants(ctx, sf, m) { // a row of this list, and not filtered out
+					batch.WriteString(m.Frame())
+				}
+				if batch.Len() >= streamBatchBytes {
+					break
+				}
+				select {
+				case m = <-sub.C:
+				default:
+					more = false
+				}
 			}
-			if !s.streamWants(ctx, sf, m) {
-				continue // not a row of this list, or filtered out
+			if batch.Len() == 0 {
+				continue
 			}
-			if err := s.writeMessage(w, rc, m); err != nil {
+			if err := s.writeRaw(w, rc, batch.String()); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					// The client stopped reading: drop the stream, as the hub does with one
+					// whose buffer is full.
+					sub.Drop()
+					s.log.Warn("stream dropped for not reading", slogRequest(r))
+				}
 				return
 			}
 		case <-tick.C:
@@ -191,15 +217,7 @@ func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, last i
 // writeMessage writes one server-sent event and flushes it (rc nil: no flush). Each write gets
 // its own deadline, so a client that stopped reading cannot hold the handler for long.
 func (s *Server) writeMessage(w http.ResponseWriter, rc *http.ResponseController, m live.Message) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "id: %d\nevent: %s\n", m.ID, m.Name)
-	for _, line := range strings.Split(m.Data, "\n") {
-		b.WriteString("data: ")
-		b.WriteString(strings.TrimSuffix(line, "\r"))
-		b.WriteByte('\n')
-	}
-	b.WriteByte('\n')
-	return s.writeRaw(w, rc, b.String())
+	return s.writeRaw(w, rc, m.Frame())
 }
 
 func (s *Server) writeRaw(w http.ResponseWriter, rc *http.ResponseController, text string) error {

@@ -115,11 +115,6 @@ func (f *follower) run(client *http.Client, url, cookie, last string, stop <-cha
 // delivery (resuming with Last-Event-ID if it was dropped), and a stream whose reader stopped
 // reading is dropped and its connection closed, while the others carry on.
 func TestStreamScale(t *testing.T) {
-	// NOTE: under the race detector, 500 streams on a 2-core machine starve some followers past
-	// any sane wait; make test runs this test a second time without -race, where it must pass.
-	if raceEnabled {
-		t.Skip("500 streams need the test without -race: make test runs it so")
-	}
 	const streams, deliveries = 500, 20
 	e := newEnv(t, func(c *webConfig) {
 		c.Heartbeat = 2 * time.Second

@@ -8,7 +8,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -662,4 +664,122 @@ func noRedirect() *http.Client {
 	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
+}
+
+// TestTranscriptExports downloads the long multi-speaker transcript in every format from the
+// page and the API: the JSON export round-trips every segment of the payload exactly, the
+// subtitles number every cue, each download names its file, and every export is audited.
+func TestTranscriptExports(t *testing.T) {
+	e := newEnv(t)
+	const file = "transcription.completed.long-multispeaker.json"
+	ids := postFixtures(t, e, file)
+	tr := transcriptOf(t, e, ids[file])
+	sent, _ := plaud.ParseTranscript(mustReadFixture(t, file))
+	c := e.client("viewer")
+
+	// JSON: decoded, it is the API's transcript, and its segments are the payload's.
+	resp, body := get(t, c, e.ts.URL+fmt.Sprintf("/api/v1/transcripts/%d/export?format=json", tr.ID))
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
+		resp.Header.Get("Content-Disposition") != fmt.Sprintf(`attachment; filename="transcript-%d.json"`, tr.ID) {
+		t.Fatalf("JSON export = %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"),
+			resp.Header.Get("Content-Disposition"))
+	}
+	type segment struct {
+		Index   int    `json:"index"`
+		StartMS int64  `json:"start_ms"`
+		EndMS   int64  `json:"end_ms"`
+		Speaker string `json:"speaker"`
+		Text    string `json:"text"`
+	}
+	var exported struct {
+		ID           int64     `json:"id"`
+		Language     string    `json:"language"`
+		DurationMS   int64     `json:"duration_ms"`
+		SegmentCount int       `json:"segment_count"`
+		Text         string    `json:"text"`
+		Segments     []segment `json:"segments"`
+	}
+	if err := json.Unmarshal([]byte(body), &exported); err != nil {
+		t.Fatalf("JSON export does not decode: %v", err)
+	}
+	if len(sent.Segments) != 200 || len(exported.Segments) != len(sent.Segments) ||
+		exported.SegmentCount != 200 {
+		t.Fatalf("exported %d segments (count %d), payload has %d", len(exported.Segments),
+			exported.SegmentCount, len(sent.Segments))
+	}
+	for i, s := range sent.Segments {
+		want := segment{s.Index, s.StartMS, s.EndMS, s.Speaker, s.Text}
+		if exported.Segments[i] != want {
+			t.Errorf("segment %d = %+v, want %+v", i, exported.Segments[i], want)
+		}
+	}
+	if exported.ID != tr.ID || exported.Language != sent.Language ||
+		exported.DurationMS != sent.DurationMS || exported.Text != sent.Text {
+		t.Errorf("exported transcript = id %d %q %d ms, want id %d %q %d ms and the payload's text",
+			exported.ID, exported.Language, exported.DurationMS, tr.ID, sent.Language, sent.DurationMS)
+	}
+	_, detail := get(t, c, e.ts.URL+fmt.Sprintf("/api/v1/transcripts/%d", tr.ID))
+	var a, b any
+	json.Unmarshal([]byte(detail), &a)
+	json.Unmarshal([]byte(body), &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("JSON export differs from GET /api/v1/transcripts/%d", tr.ID)
+	}
+
+	// SRT from the page's link: 200 cues numbered 1 to 200, with the payload's times.
+	resp, srt := get(t, c, e.ts.URL+fmt.Sprintf("/transcripts/%d/export?format=srt", tr.ID))
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-subrip") {
+		t.Fatalf("SRT export = %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	cues := strings.Split(strings.TrimSuffix(srt, "\n\n"), "\n\n")
+	if len(cues) != 200 {
+		t.Fatalf("SRT cues = %d, want 200", len(cues))
+	}
+	for i, cue := range cues {
+		lines := strings.Split(cue, "\n")
+		s := sent.Segments[i]
+		timing := fmt.Sprintf("%02d:%02d:%02d,%03d --> %02d:%02d:%02d,%03d",
+			s.StartMS/3600000, s.StartMS/60000%60, s.StartMS/1000%60, s.StartMS%1000,
+			s.EndMS/3600000, s.EndMS/60000%60, s.EndMS/1000%60, s.EndMS%1000)
+		if len(lines) < 3 || lines[0] != strconv.Itoa(i+1) || lines[1] != timing ||
+			lines[2] != s.Speaker+": "+s.Text {
+			t.Errorf("cue %d = %q, want number %d, %s, %q", i+1, lines, i+1, timing, s.Text)
+			break
+		}
+	}
+
+	// The other formats, and an unknown one.
+	for format, ctype := range map[string]string{"txt": "text/plain", "md": "text/markdown",
+		"vtt": "text/vtt"} {
+		resp, out := get(t, c, e.ts.URL+fmt.Sprintf("/api/v1/transcripts/%d/export?format=%s", tr.ID, format))
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) ||
+			!strings.Contains(out, sent.Segments[199].Text) {
+			t.Errorf("%s export = %d %q, or without the last segment", format, resp.StatusCode,
+				resp.Header.Get("Content-Type"))
+		}
+	}
+	if resp, _ := get(t, c, e.ts.URL+fmt.Sprintf("/api/v1/transcripts/%d/export?format=docx", tr.ID)); resp.StatusCode != 400 {
+		t.Errorf("format=docx = %d, want 400", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, e.ts.URL+"/api/v1/transcripts/9999/export?format=srt"); resp.StatusCode != 404 {
+		t.Errorf("export of an unknown transcript = %d, want 404", resp.StatusCode)
+	}
+
+	// Every successful download is audited with who, which transcript and which format.
+	entries, _, err := e.db.FindAuditEntries(context.Background(),
+		db.AuditFilter{ActionPrefix: "transcript.export", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var formats []string
+	for _, en := range entries {
+		if en.Actor != "viewer" || en.Target != fmt.Sprintf("transcript %d", tr.ID) {
+			t.Errorf("audit entry = %+v", en)
+		}
+		formats = append(formats, strings.TrimPrefix(en.Detail, "format "))
+	}
+	slices.Sort(formats)
+	if !slices.Equal(formats, []string{"json", "md", "srt", "txt", "vtt"}) {
+		t.Errorf("audited export formats = %q, want json, md, srt, txt, vtt", formats)
+	}
 }

@@ -12,12 +12,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/plaudhook/plaudhook/db"
 )
 
 // logBuffer is a log destination that tests read while the server writes.
@@ -104,9 +107,9 @@ var apiTokenPattern = regexp.MustCompile(`ph_[A-Za-z0-9_-]{43}`)
 
 // TestSecretsNeverInClear exercises every way a password or token enters plaudhook (first-run
 // admin password from the environment, `user add` and `user passwd` on stdin, sign-in, a failed
-// sign-in, changing a password in the UI, `token create`, a token created in the UI, bearer
-// requests), then searches the database files and everything logged at debug level for each
-// plaintext: none may appear.
+// sign-in, changing a password in the UI, an admin adding a user and resetting her password in
+// the UI, `token create`, a token created in the UI, bearer requests), then searches the
+// database files and everything logged at debug level for each plaintext: none may appear.
 func TestSecretsNeverInClear(t *testing.T) {
 	m, logs := mustRunMainLogged(t)
 	base := m.URL()
@@ -146,6 +149,41 @@ func TestSecretsNeverInClear(t *testing.T) {
 	u, _ := url.Parse(base)
 	for _, ck := range ann.Jar.Cookies(u) {
 		secrets["session cookie"] = ck.Value
+	}
+
+	// An admin adds a user and later sets her a new password, both in the UI.
+	const boFirst, boReset = "bo's password set by the admin", "bo's password reset by the admin"
+	secrets["admin UI new user password"], secrets["admin UI reset password"] = boFirst, boReset
+	admin := browserClient()
+	if got := httpSignIn(t, admin, base, "admin", adminPassword); got != http.StatusSeeOther {
+		t.Fatalf("admin signs in = %d, want 303", got)
+	}
+	for _, step := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/users", url.Values{"username": {"bo"}, "role": {"viewer"}, "password": {boFirst}}},
+		{"/users/{bo}/password", url.Values{"password": {boReset}}},
+	} {
+		path := step.path
+		if strings.Contains(path, "{bo}") {
+			bo, err := m.DB.FindUserByUsername(context.Background(), "bo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			path = strings.ReplaceAll(path, "{bo}", strconv.FormatInt(bo.ID, 10))
+		}
+		resp, err := admin.PostForm(base+path, step.form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("POST %s = %d, want 303", path, resp.StatusCode)
+		}
+	}
+	if got := httpSignIn(t, browserClient(), base, "bo", boReset); got != http.StatusSeeOther {
+		t.Fatalf("bo signs in with the reset password = %d, want 303", got)
 	}
 
 	// Tokens: one from the command line, one from the UI; both used.
@@ -336,5 +374,146 @@ func TestSessionRotateKeys(t *testing.T) {
 	}
 	if got := status(m3, cookieFor(m3)); got != 200 {
 		t.Errorf("a new sign-in after the rotation = %d, want 200", got)
+	}
+}
+
+// TestUserCLI: `user add` (password on stdin), `list`, `disable`, `enable`, `role` and `passwd`
+// act on the running server's database at once: disabling stops the user's session and token
+// and refuses her sign-in; a role change ends her session and applies; a new password ends her
+// sessions. A password over bcrypt's 72 bytes is refused, never cut. Every change is audited
+// with the actor "cli".
+func TestUserCLI(t *testing.T) {
+	m, logs := mustRunMainLogged(t)
+	base, dbArg := m.URL(), []string{"--db", m.Config.DB}
+	user := func(stdin string, args ...string) (string, error) {
+		return cli(t, logs, stdin, append(append([]string{"user"}, args...), dbArg...)...)
+	}
+	status := func(c *http.Client, path string) int {
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	const pass = "dana's first passphrase"
+
+	// Refused: a password longer than 72 bytes, a role that does not exist, no username.
+	long := strings.Repeat("é", 37) // 74 bytes
+	if _, err := user(long+"\n", "add", "--username", "dana", "--role", "operator"); err == nil || !strings.Contains(err.Error(), "at most 72 bytes") {
+		t.Errorf("a 74-byte password: err = %v, want refused as over 72 bytes", err)
+	}
+	if _, err := user(pass+"\n", "add", "--username", "dana", "--role", "root"); err == nil {
+		t.Error("role root: no error")
+	}
+	if _, err := user(pass+"\n", "add", "--role", "viewer"); err == nil {
+		t.Error("no --username: no error")
+	}
+	if out, _ := user("", "list"); strings.Contains(out, "dana") {
+		t.Fatalf("a refused add created dana:\n%s", out)
+	}
+
+	out, err := user(pass+"\n", "add", "--username", "dana", "--role", "operator")
+	if err != nil || !strings.Contains(out, "created dana (operator)") {
+		t.Fatalf("user add = %q %v", out, err)
+	}
+	dana := browserClient()
+	if got := httpSignIn(t, dana, base, "dana", pass); got != http.StatusSeeOther {
+		t.Fatalf("dana signs in = %d, want 303", got)
+	}
+	tokOut, err := cli(t, logs, "", append([]string{"token", "create", "--username", "dana", "--label", "cli test"}, dbArg...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(tokOut)
+	if got := status(dana, "/bulk"); got != 200 {
+		t.Fatalf("operator dana on /bulk = %d, want 200", got)
+	}
+
+	// Disabled: session, token and sign-in all stop at once.
+	if out, err := user("", "disable", "--username", "dana"); err != nil || !strings.Contains(out, "disabled dana") {
+		t.Fatalf("user disable = %q %v", out, err)
+	}
+	if out, _ := user("", "list"); !regexp.MustCompile(`dana\s+operator\s+disabled`).MatchString(out) {
+		t.Errorf("user list after disable:\n%s", out)
+	}
+	if got := status(dana, "/"); got != http.StatusSeeOther {
+		t.Errorf("disabled dana's session = %d, want 303 to sign in", got)
+	}
+	if got, _ := bearerGet(t, base, token, "/api/v1/events"); got != http.StatusUnauthorized {
+		t.Errorf("disabled dana's token = %d, want 401", got)
+	}
+	if got := httpSignIn(t, browserClient(), base, "dana", pass); got != http.StatusUnauthorized {
+		t.Errorf("disabled dana signs in = %d, want 401", got)
+	}
+
+	// Enabled again: she signs in, her token works.
+	if _, err := user("", "enable", "--username", "dana"); err != nil {
+		t.Fatal(err)
+	}
+	dana = browserClient()
+	if got := httpSignIn(t, dana, base, "dana", pass); got != http.StatusSeeOther {
+		t.Fatalf("enabled dana signs in = %d, want 303", got)
+	}
+	if got, _ := bearerGet(t, base, token, "/api/v1/events"); got != 200 {
+		t.Errorf("enabled dana's token = %d, want 200", got)
+	}
+
+	// A role change ends her session and applies to the next one.
+	if out, err := user("", "role", "--username", "dana", "--role", "viewer"); err != nil || !strings.Contains(out, "dana is now viewer") {
+		t.Fatalf("user role = %q %v", out, err)
+	}
+	if got := status(dana, "/"); got != http.StatusSeeOther {
+		t.Errorf("dana's session after a role change = %d, want 303", got)
+	}
+	dana = browserClient()
+	httpSignIn(t, dana, base, "dana", pass)
+	if got := status(dana, "/bulk"); got != http.StatusForbidden {
+		t.Errorf("viewer dana on /bulk = %d, want 403", got)
+	}
+
+	// A new password ends her sessions; only the new one signs in.
+	const newPass = "dana's second passphrase"
+	if _, err := user(newPass+"\n", "passwd", "--username", "dana"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(dana, "/"); got != http.StatusSeeOther {
+		t.Errorf("dana's session after passwd = %d, want 303", got)
+	}
+	if got := httpSignIn(t, browserClient(), base, "dana", pass); got != http.StatusUnauthorized {
+		t.Errorf("old password = %d, want 401", got)
+	}
+	if got := httpSignIn(t, browserClient(), base, "dana", newPass); got != http.StatusSeeOther {
+		t.Errorf("new password = %d, want 303", got)
+	}
+
+	// Each change is in the audit log, by cli.
+	entries, _, err := m.DB.FindAuditEntries(context.Background(), db.AuditFilter{Actor: "cli", ActionPrefix: "user."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Action)
+	}
+	want := "user.password_reset user.role user.enable user.disable user.create"
+	if strings.Join(got, " ") != want {
+		t.Errorf("cli audit entries = %v, want %s", got, want)
+	}
+}
+
+// TestAccessDefaults pins the defaults C26 depends on: a session lives at most 12 hours, and an
+// open live list re-checks its user at every heartbeat, at most 30 seconds apart, so a disabled
+// user's stream closes within 30 seconds.
+func TestAccessDefaults(t *testing.T) {
+	c := defaultConfig()
+	if c.SessionMax <= 0 || c.SessionMax > 12*time.Hour {
+		t.Errorf("default session lifetime = %v, want at most 12 h", c.SessionMax)
+	}
+	if c.SessionIdle <= 0 || c.SessionIdle > c.SessionMax {
+		t.Errorf("default idle timeout = %v, want within the lifetime", c.SessionIdle)
+	}
+	if c.Heartbeat <= 0 || c.Heartbeat > 30*time.Second {
+		t.Errorf("default heartbeat = %v, want at most 30 s", c.Heartbeat)
 	}
 }

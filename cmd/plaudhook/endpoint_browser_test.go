@@ -38,7 +38,7 @@ func TestBrowserEndpointSecretDebugger(t *testing.T) {
 		t.Fatalf("endpoint URL = %q", url)
 	}
 
-	// Add its secret, pasted with a trailing newline as people do.
+	// Add its secret, pasted with leading spaces as people do.
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(`[data-testid=add-secret-form] input[name=value]`, "  "+caseSecret),
 		chromedp.SendKeys(`[data-testid=add-secret-form] input[name=label]`, "portal"),
@@ -68,7 +68,10 @@ func TestBrowserEndpointSecretDebugger(t *testing.T) {
 	waitStreams(t, m, 1)
 
 	// Send the test event from the endpoint page; it arrives in the other tab without a reload.
+	// The page is opened afresh, so the notice waited for is the test event's, not the secret's.
 	err = chromedp.Do(ctx,
+		chromedp.Navigate(base+"/endpoints/meetings"),
+		chromedp.WaitVisible(`[data-testid=send-test]`),
 		chromedp.SetValue(`[data-testid=test-event] select[name=sample]`, "transcription.completed.short"),
 		chromedp.Click(`[data-testid=send-test]`),
 		chromedp.WaitVisible(`[data-testid=notice]`),

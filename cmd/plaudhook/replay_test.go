@@ -186,4 +186,29 @@ func TestBrowserReplay(t *testing.T) {
 	if placeholder != 0 {
 		t.Errorf("the 'not replayed yet' row is still shown")
 	}
+
+	// Copy as curl: the button (hidden without script) copies the command, once per click.
+	// The page's clipboard is swapped for a recorder, as a headless browser has none to read.
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(function () {
+		window.__copies = [];
+		navigator.clipboard.writeText = function (t) { window.__copies.push(t); return Promise.resolve(); };
+		return true;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(`details.curl summary`),
+		chromedp.WaitVisible(`button.copy[data-copy="#curl-event"]`),
+		chromedp.Click(`button.copy[data-copy="#curl-event"]`),
+	)
+	if err != nil {
+		t.Fatalf("copy as curl: %v", err)
+	}
+	copied, err := chromedp.Run(ctx, chromedp.Poll[string](
+		`window.__copies.length > 0 && window.__copies.join("\n---\n")`))
+	if err != nil || !strings.Contains(copied, "curl -sS -X POST") ||
+		!strings.Contains(copied, signature.HeaderSignature) || strings.Contains(copied, "\n---\n") {
+		t.Errorf("copied %q (%v), want the curl command with its signature, copied once", copied, err)
+	}
 }

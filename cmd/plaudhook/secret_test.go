@@ -273,3 +273,29 @@ func TestEnvironmentSecretsListed(t *testing.T) {
 		t.Errorf("revoke env secret: %v", err)
 	}
 }
+
+// TestSecretFileTrimmedC17: a PLAUD_WEBHOOK_SECRET_FILE whose value ends in a newline (as editors
+// write files) yields the trimmed secret, which verifies B1; a delivery signed with the value
+// including the newline is refused, since the verifier does not guess variants.
+func TestSecretFileTrimmedC17(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plaud-secret")
+	if err := os.WriteFile(file, []byte(caseSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"PLAUD_WEBHOOK_SECRET_FILE": file}
+	c, err := parseServeFlags(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Secrets) != 1 || c.Secrets[0] != caseSecret {
+		t.Fatalf("secrets from the file = %q, want the trimmed value", c.Secrets)
+	}
+	m := mustRunMain(t, time.Time{}, func(mc *Config) { mc.Secrets = c.Secrets })
+	if status, body := postSigned(t, m.URL()+"/webhook", map[string]string{
+		"Plaud-Signature": "f7b769ef5f5cd3dc7d658aea9e2a211e7798d637e0ca4379150c8448335305b1"}, caseB1); status != 200 {
+		t.Fatalf("B1 with f7b769ef…: %d %s", status, body)
+	}
+	if status, _ := signedPost(t, m.URL()+"/webhook", caseSecret+"\n", caseB1); status != 400 {
+		t.Fatalf("signed with the untrimmed value: %d, want 400", status)
+	}
+}

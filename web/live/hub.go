@@ -4,6 +4,8 @@
 package live
 
 import (
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -18,6 +20,30 @@ type Message struct {
 	EndpointID int64
 	EventType  string
 	EventID    int64 // the event the delivery belongs to (0 when rejected)
+
+	frame string // the encoded event, set once by Publish for every stream to share
+}
+
+// Frame returns the message as written on an event stream: its id, event name and data lines,
+// ending with the blank line. Publish encodes it once for all streams.
+func (m Message) Frame() string {
+	if m.frame != "" {
+		return m.frame
+	}
+	var b strings.Builder
+	b.Grow(len(m.Data) + len(m.Name) + 40)
+	b.WriteString("id: ")
+	b.WriteString(strconv.FormatInt(m.ID, 10))
+	b.WriteString("\nevent: ")
+	b.WriteString(m.Name)
+	b.WriteByte('\n')
+	for line := range strings.SplitSeq(m.Data, "\n") {
+		b.WriteString("data: ")
+		b.WriteString(strings.TrimSuffix(line, "\r"))
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	return b.String()
 }
 
 // Subscription is one open stream.
@@ -55,6 +81,10 @@ func (h *Hub) Subscribe() *Subscription {
 	return s
 }
 
+// Drop removes the subscription from the hub as one that fell behind (counted in
+// DroppedCount): its stream could not take what was sent to it in time.
+func (s *Subscription) Drop() { s.hub.remove(s, true) }
+
 // Cancel removes the subscription from the hub. It is safe to call more than once.
 func (s *Subscription) Cancel() { s.hub.remove(s, false) }
 
@@ -75,7 +105,9 @@ func (h *Hub) remove(s *Subscription, dropped bool) {
 }
 
 // Publish hands m to every stream without waiting. A stream whose buffer is full is dropped.
+// The message is encoded once here, not once per stream.
 func (h *Hub) Publish(m Message) {
+	m.frame = m.Frame()
 	var slow []*Subscription
 	h.mu.Lock()
 	for s := range h.subs {

@@ -118,3 +118,41 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// TestFrame checks the wire form of a message: id, event name, one data line per line of the
+// data (carriage returns dropped), a blank line; and that Publish hands every stream that form.
+func TestFrame(t *testing.T) {
+	m := Message{ID: 42, Name: "event-new", Data: "<tr>\r\n<td>a</td>\n</tr>"}
+	want := "id: 42\nevent: event-new\ndata: <tr>\ndata: <td>a</td>\ndata: </tr>\n\n"
+	if got := m.Frame(); got != want {
+		t.Fatalf("Frame() = %q, want %q", got, want)
+	}
+	h := NewHub(4)
+	s := h.Subscribe()
+	defer s.Cancel()
+	h.Publish(m)
+	if got := (<-s.C).Frame(); got != want {
+		t.Fatalf("published Frame() = %q, want %q", got, want)
+	}
+}
+
+// TestDropCounted checks that a stream dropped by its handler (its client stopped reading) is
+// counted like one the hub dropped, and no longer receives.
+func TestDropCounted(t *testing.T) {
+	h := NewHub(4)
+	s := h.Subscribe()
+	s.Drop()
+	s.Drop() // twice is harmless
+	if h.Len() != 0 || h.DroppedCount() != 1 {
+		t.Fatalf("open %d, dropped %d; want 0 and 1", h.Len(), h.DroppedCount())
+	}
+	select {
+	case <-s.Dropped:
+	default:
+		t.Fatal("Dropped not closed")
+	}
+	h.Publish(Message{ID: 1})
+	if len(s.C) != 0 {
+		t.Fatal("a dropped stream still receives")
+	}
+}

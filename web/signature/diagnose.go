@@ -285,12 +285,7 @@ func (d diagnoser) otherHeader() []Hint {
 		}
 		var values []string
 		for _, line := range d.ev.Header.Values(name) {
-			values = append(values, strings.FieldsFunc(line, func(r rune) bool {
-				return r == ',' || r == ' ' || r == '\t'
-			})...)
-		}
-		if len(values) > MaxCandidates {
-			values = values[:MaxCandidates]
+			values = appendFields(values, line, MaxCandidates)
 		}
 		digests := looseDigests(values)
 		if len(digests) == 0 {

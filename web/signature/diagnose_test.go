@@ -71,6 +71,8 @@ func TestDiagnoseHints(t *testing.T) {
 			[]signature.Probe{probeS(), probeOld()}, []signature.HintKind{signature.HintInactiveSecret}, revokedNote},
 		{"trailing LF added on the way", hdr("Plaud-Signature", sigS), withLF, "", caseNow,
 			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintLineEnding}, "without its final line feed"},
+		{"trailing CR LF added on the way", hdr("Plaud-Signature", sigS), append(bytes.Clone(b1), '\r', '\n'), "", caseNow,
+			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintLineEnding}, "without its final CR LF"},
 		{"trailing CR LF lost on the way", hdr("Plaud-Signature", devguideOver(caseSecret, append(bytes.Clone(b1), '\r', '\n'))), b1, "", caseNow,
 			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintLineEnding}, "with a final CR LF"},
 		{"CR LF converted to LF", hdr("Plaud-Signature", devguideOver(caseSecret, crlfBody)), lfBody, "", caseNow,

@@ -177,14 +177,26 @@ func Detect(h http.Header) Scheme {
 func Candidates(h http.Header) []string {
 	var out []string
 	for _, line := range h.Values(HeaderSignature) {
-		for _, f := range strings.FieldsFunc(line, func(r rune) bool {
-			return r == ',' || r == ' ' || r == '\t'
-		}) {
-			if len(out) == MaxCandidates {
-				return out
-			}
-			out = append(out, f)
+		out = appendFields(out, line, MaxCandidates)
+		if len(out) == MaxCandidates {
+			break
 		}
+	}
+	return out
+}
+
+// appendFields appends the non-empty entries of a comma-, space- or tab-separated line to out,
+// stopping once out holds limit entries: the rest of a long line is never scanned.
+func appendFields(out []string, line string, limit int) []string {
+	for line != "" && len(out) < limit {
+		i := strings.IndexAny(line, ", \t")
+		if i < 0 {
+			return append(out, line)
+		}
+		if i > 0 {
+			out = append(out, line[:i])
+		}
+		line = line[i+1:]
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +217,12 @@ func TestCandidatesBounded(t *testing.T) {
 	if got := len(signature.Candidates(h)); got != signature.MaxCandidates {
 		t.Fatalf("candidates = %d, want %d", got, signature.MaxCandidates)
 	}
+
+	// Empty entries and runs of separators are dropped; every header line counts.
+	h = http.Header{"Plaud-Signature": {" a,, b\t,c ", ",", "d e"}}
+	if got := signature.Candidates(h); !slices.Equal(got, []string{"a", "b", "c", "d", "e"}) {
+		t.Fatalf("candidates = %q, want [a b c d e]", got)
+	}
 }
 
 // TestSkewReported checks the measured skew is kept for the UI even when the delivery fails.
@@ -246,6 +253,21 @@ func BenchmarkVerify(b *testing.B) {
 	for b.Loop() {
 		if !v.Verify(h, body, s).OK {
 			b.Fatal("not verified")
+		}
+	}
+}
+
+// BenchmarkVerifyThousandCandidates is C16's crafted header: 1,000 wrong values with the right
+// one last. Only the first MaxCandidates are tried, so it is rejected and costs about as much as
+// ten values (the case asks for well under 50 ms per request).
+func BenchmarkVerifyThousandCandidates(b *testing.B) {
+	h := header("Plaud-Signature", strings.Repeat(strings.Repeat("0", 64)+",", 1000)+
+		"f7b769ef5f5cd3dc7d658aea9e2a211e7798d637e0ca4379150c8448335305b1")
+	v := verifier(caseNow)
+	s := secrets("plaud_old_secret_do_not_use", string(caseSecret))
+	for b.Loop() {
+		if v.Verify(h, b1, s).OK {
+			b.Fatal("the 1,001st value was tried")
 		}
 	}
 }
