@@ -33,6 +33,13 @@ func (db *DB) Backup(ctx context.Context, dst string) error {
 		return fmt.Errorf("backup to %s: %w", dst, err)
 	}
 
+	// The copy holds everything the database does (transcripts, encrypted secrets): readable by
+	// its owner only, like the database folder.
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup to %s: %w", dst, err)
+	}
+
 	// VACUUM INTO does not sync its output: do it before the rename makes the copy visible.
 	if err := syncFile(tmp); err != nil {
 		os.Remove(tmp)

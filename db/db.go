@@ -350,6 +350,33 @@ func conflict(err error) error {
 	return err
 }
 
+// FailCommits makes every COMMIT on the writer fail (on) or succeed again (off). SQLite's
+// commit hook turns each COMMIT into a rollback that reports an error, as a disk that fills up
+// just as the WAL is written would: every statement of the transaction succeeded, then the
+// commit did not. Fault-injection tests use it to prove that such a batch is answered 503 and
+// leaves nothing behind.
+func (db *DB) FailCommits(ctx context.Context, on bool) error {
+	// The writer has one connection that is never closed, so the hook stays on it; taking the
+	// connection waits for the transaction in flight, if any.
+	c, err := db.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("fail commits: %w", err)
+	}
+	defer c.Close()
+	return c.Raw(func(dc any) error {
+		conn, ok := dc.(*sqlite3.SQLiteConn)
+		if !ok {
+			return fmt.Errorf("fail commits: unexpected driver connection %T", dc)
+		}
+		if !on {
+			conn.RegisterCommitHook(nil)
+			return nil
+		}
+		conn.RegisterCommitHook(func() int { return 1 }) // non-zero: roll back instead
+		return nil
+	})
+}
+
 // SetQueryOnly switches the writer to refuse every write (SQLite's query_only pragma), as a
 // full or read-only disk would. Operators can use it to freeze a database for inspection; tests
 // use it to prove that a failed commit is never acknowledged.

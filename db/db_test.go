@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,6 +72,15 @@ func TestMigrateFromScratch(t *testing.T) {
 		d.w.QueryRow(`PRAGMA synchronous`).Scan(&sync)
 		if mode != "wal" || sync != "2" {
 			t.Errorf("journal_mode = %s, synchronous = %s, want wal, 2 (FULL)", mode, sync)
+		}
+		// Readers and the writer wait for a lock instead of failing with "database is locked".
+		for name, pool := range map[string]*sql.DB{"writer": d.w, "readers": d.r} {
+			var busy, fk int
+			pool.QueryRow(`PRAGMA busy_timeout`).Scan(&busy)
+			pool.QueryRow(`PRAGMA foreign_keys`).Scan(&fk)
+			if busy != 5000 || fk != 1 {
+				t.Errorf("%s: busy_timeout = %d, foreign_keys = %d; want 5000, 1", name, busy, fk)
+			}
 		}
 		d.Close()
 	}
@@ -240,6 +250,58 @@ func TestCommitFailure(t *testing.T) {
 	}
 	if _, err := d.CreateDelivery(ctx, verified(body, "x")); err != nil {
 		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+// TestCommitFailsAtCommit: every statement of a batch succeeds and then COMMIT itself fails (as
+// on a disk that fills up while the WAL is written). Every delivery of the batch gets
+// ErrUnavailable, none of them is stored, and the next commit works.
+func TestCommitFailsAtCommit(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	if err := d.FailCommits(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+
+	// Many senders at once, so that batches of several deliveries fail together.
+	const senders = 32
+	errs := make(chan error, senders)
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []byte(fmt.Sprintf(`{"event":"x","id":"evt_%d"}`, i))
+			_, err := d.CreateDelivery(ctx, verified(body, fmt.Sprint(i)))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable for every delivery of a failed commit", err)
+		}
+	}
+	c, err := d.CountRecords(ctx)
+	if err != nil || c.Deliveries != 0 || c.Events != 0 {
+		t.Fatalf("after failed commits: %+v (%v), want nothing stored", c, err)
+	}
+
+	// The disk has room again: the retries are stored, and the file is sound.
+	if err := d.FailCommits(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := d.CreateDelivery(ctx, verified([]byte(fmt.Sprint(i)), fmt.Sprint(i))); err != nil {
+			t.Fatalf("after recovery: %v", err)
+		}
+	}
+	if c, _ := d.CountRecords(ctx); c.Events != 3 {
+		t.Errorf("events after recovery = %d, want 3", c.Events)
+	}
+	if v, err := d.IntegrityCheck(ctx); v != "ok" {
+		t.Errorf("integrity_check = %q (%v)", v, err)
 	}
 }
 

@@ -54,6 +54,10 @@ func TestEndpointCRUD(t *testing.T) {
 	if len(all) != 2 || all[0].Slug != "default" || all[0].Path() != "/webhook" {
 		t.Fatalf("endpoints = %+v, want default first", all)
 	}
+	// The default endpoint is dated by the migration that created it, not 1970.
+	if age := time.Since(all[0].CreatedAt); age < 0 || age > time.Hour {
+		t.Errorf("default endpoint created_at = %v, want about now", all[0].CreatedAt)
+	}
 
 	// Delete takes its secrets and deliveries along; the default endpoint stays.
 	mustCreateSecret(t, d, e.ID, "s", "value")

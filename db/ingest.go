@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -96,8 +97,14 @@ func (db *DB) runWriter() {
 // rolled back to its savepoint alone; a failed commit fails them all.
 func (db *DB) commitBatch(batch []*job) {
 	ctx := context.Background()
+	// Whatever made the transaction fail (a full disk, an I/O error, a refused COMMIT), none of
+	// the batch is stored: every sender is told to retry later (503), never that its delivery
+	// was at fault.
 	fail := func(err error) {
-		err = fmt.Errorf("commit deliveries: %w", unavailable(err))
+		if err = unavailable(err); !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		err = fmt.Errorf("commit deliveries: %w", err)
 		db.log.Error("ingest commit failed", "batch_size", len(batch), "error", err)
 		for _, j := range batch {
 			if j.err == nil {

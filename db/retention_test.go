@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // mustIngest stores in, failing the test on error.
@@ -144,5 +147,43 @@ func TestPruneWhileIngesting(t *testing.T) {
 	}
 	if got := count(t, d, `SELECT count(*) FROM events`); got != 200 {
 		t.Errorf("events = %d, want the 200 fresh ones", got)
+	}
+}
+
+// TestPruneInSmallBatches counts the writer's commits while a backlog is pruned: it goes in
+// transactions of pruneBatch rows, never in one long one that would hold up ingest.
+func TestPruneInSmallBatches(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{RetainDays: 1})
+	const backlog = 1000
+	for i := range backlog {
+		in := verified([]byte(fmt.Sprint(i)), fmt.Sprint("old-", i))
+		in.Delivery.ReceivedAt = testNow.Add(-48 * time.Hour)
+		if _, err := d.CreateDelivery(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Count commits on the writer's one connection from here on.
+	var commits atomic.Int64
+	c, err := d.w.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Raw(func(dc any) error {
+		dc.(*sqlite3.SQLiteConn).RegisterCommitHook(func() int { commits.Add(1); return 0 })
+		return nil
+	})
+	c.Close()
+
+	res, err := d.Prune(ctx)
+	if err != nil || res.Events != backlog {
+		t.Fatalf("pruned %+v (%v), want %d events", res, err, backlog)
+	}
+	if want := int64(backlog / pruneBatch); commits.Load() < want {
+		t.Errorf("pruning took %d commits, want at least %d (batches of %d)", commits.Load(), want, pruneBatch)
+	}
+	if n, _ := d.CountRecords(ctx); n.Deliveries != 0 {
+		t.Errorf("deliveries left = %d, want their events' deliveries gone too", n.Deliveries)
 	}
 }

@@ -31,10 +31,11 @@ type JSONNode struct {
 	Children []*JSONNode
 }
 
-// Limits of the tree view: larger or deeper bodies are shown as indented text only, so one
-// huge transcript never makes a page of a hundred thousand elements.
+// Limits of the tree view: deeper bodies are shown as indented text only, so one huge
+// transcript never makes a page of a hundred thousand elements; bodies larger than the page
+// shows inline are not parsed at all.
 const (
-	maxTreeBytes = 512 << 10
+	maxTreeBytes = MaxInlineBody
 	maxTreeDepth = 64
 )
 

@@ -62,6 +62,11 @@ func EventTypeLabel(e db.Event) string {
 	}
 }
 
+// MaxInlineBody is the largest body an event's page shows inline. A larger one is linked
+// instead, to be opened on demand: inline, a body appears twice (pretty and raw), so a 25 MiB
+// transcript would otherwise make a 50 MB page.
+const MaxInlineBody = 256 << 10
+
 // BodyText returns body as text for display, and whether it had to be repaired because it is
 // not valid UTF-8. templ escapes the result; nothing from a body is ever rendered as HTML.
 func BodyText(body []byte) (string, bool) {
@@ -133,3 +138,12 @@ func DeliveryURL(id int64) string { return fmt.Sprintf("/deliveries/%d", id) }
 
 // EventRowID is the DOM id of an event's row, shared by page loads and live updates.
 func EventRowID(id int64) string { return fmt.Sprintf("event-%d", id) }
+
+// TooLargeText says how a payload_too_large delivery compared with the body limit: its whole
+// size when the request declared it, else only that it was larger.
+func TooLargeText(size, limit int64) string {
+	if size > limit {
+		return fmt.Sprintf("payload too large (%d > %d bytes)", size, limit)
+	}
+	return fmt.Sprintf("payload too large (more than %d bytes)", limit)
+}

@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -67,33 +69,53 @@ func TestLogin(t *testing.T) {
 		}
 		return resp.Cookies()[0]
 	}
+	// Two sign-ins, each from a client without a cookie. Comparing the cookie values would
+	// prove nothing (gorilla encrypts with a random IV, so even one token gives two values);
+	// that the two are separate sessions shows below, when logging out one leaves the other
+	// alive. That signing in again replaces a session the browser held is TestSessionCookie's.
 	first, second := login(), login()
-	if first.Value == second.Value {
-		t.Fatal("two sign-ins gave the same cookie: session ids must be fresh")
-	}
 
-	withCookie := func(c *http.Cookie, method, path string) int {
+	withCookie := func(c *http.Cookie, method, path string) (int, http.Header, string) {
 		req, _ := http.NewRequest(method, e.ts.URL+path, nil)
 		req.AddCookie(c)
 		resp, err := noRedirect.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
 	}
-	if got := withCookie(first, "GET", "/"); got != 200 {
+	if got, _, _ := withCookie(first, "GET", "/"); got != 200 {
 		t.Fatalf("GET / with cookie = %d, want 200", got)
 	}
-	if got := withCookie(first, "POST", "/logout"); got != http.StatusSeeOther {
+	if got, _, _ := withCookie(first, "GET", "/api/v1/events"); got != 200 {
+		t.Fatalf("GET /api/v1/events with cookie = %d, want 200", got)
+	}
+	if got, _, _ := withCookie(first, "POST", "/logout"); got != http.StatusSeeOther {
 		t.Fatalf("logout = %d, want 303", got)
 	}
-	// A copy of the logged-out cookie is worthless; the other session lives on.
-	if got := withCookie(first, "GET", "/"); got != http.StatusSeeOther {
+
+	// A copy of the logged-out cookie is worthless: pages send it to sign in, the API answers
+	// 401 JSON (C26). The other session lives on.
+	if got, _, _ := withCookie(first, "GET", "/"); got != http.StatusSeeOther {
 		t.Errorf("reused cookie after logout = %d, want 303 to sign in", got)
 	}
-	if got := withCookie(second, "GET", "/"); got != 200 {
+	status, h, body := withCookie(first, "GET", "/api/v1/events")
+	if status != http.StatusUnauthorized {
+		t.Errorf("reused cookie on /api/v1/events after logout = %d, want 401", status)
+	}
+	var reply struct{ Code string }
+	if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("reused cookie on /api/v1/events: Content-Type = %q, want application/json", ct)
+	} else if err := json.Unmarshal([]byte(body), &reply); err != nil || reply.Code != "unauthenticated" {
+		t.Errorf("reused cookie on /api/v1/events: body = %q (%v), want code unauthenticated", body, err)
+	}
+	if got, _, _ := withCookie(second, "GET", "/"); got != 200 {
 		t.Errorf("other session after logout = %d, want 200", got)
+	}
+	if got, _, _ := withCookie(second, "GET", "/api/v1/events"); got != 200 {
+		t.Errorf("other session on /api/v1/events after logout = %d, want 200", got)
 	}
 
 	// Unknown user and wrong password read the same.

@@ -15,9 +15,9 @@ import (
 )
 
 // reverifiable lists the rejection reasons a re-check can overturn: the signature ones. A body
-// that was too large, badly encoded or unreadable stays rejected whatever the secrets are.
+// that was too large, badly encoded or unreadable stays rejected whatever the secrets are, and
+// so does a request that carried no Plaud-Signature at all.
 var reverifiable = map[string]bool{
-	string(signature.ReasonMissing):       true,
 	string(signature.ReasonMalformed):     true,
 	string(signature.ReasonMismatch):      true,
 	string(signature.ReasonBadTimestamp):  true,

@@ -169,4 +169,15 @@ func TestReverify(t *testing.T) {
 	if resp, _ := form(t, admin, e.ts.URL+"/deliveries/"+itoa64(tooBig.ID)+"/reverify", url.Values{}); resp.StatusCode != http.StatusUnprocessableEntity {
 		t.Errorf("re-verify unsupported_encoding: %d, want 422", resp.StatusCode)
 	}
+
+	// Nor can a request that carried no signature at all: its page says it was not signed,
+	// without blaming a secret.
+	e.post("/webhook", http.Header{"Content-Type": {"application/json"}}, b1)
+	unsigned, doc := e.newestDelivery(admin)
+	if doc.Find("[data-testid=reverify]").Length() != 0 {
+		t.Error("an unsigned delivery offers re-verify")
+	}
+	if doc.Find(`[data-testid=hint][data-kind=unsigned]`).Length() != 1 || doc.Find("[data-testid=no-hints]").Length() != 0 {
+		t.Errorf("unsigned delivery %d: the debugger does not say it was not signed", unsigned.ID)
+	}
 }

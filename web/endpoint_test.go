@@ -253,3 +253,43 @@ func TestSendTestEvent(t *testing.T) {
 		t.Errorf("api = %+v", api.Endpoints)
 	}
 }
+
+// TestEndpointNote: an endpoint's note is saved when it is created and when it is edited, and
+// shown (as text) on its page and in GET /api/v1/endpoints.
+func TestEndpointNote(t *testing.T) {
+	e := newSecretEnv(t)
+	admin := e.client("admin")
+	note := "Plaud portal subscription <b>#42</b>"
+	page := e.mustForm(admin, "/endpoints", url.Values{"slug": {"meetings"}, "name": {"Meetings"}, "note": {note}})
+	if strings.Contains(page, "<b>#42</b>") || !strings.Contains(mustDoc(t, page).Find("dl.facts").Text(), note) {
+		t.Errorf("the new endpoint's page does not show the note as text")
+	}
+	apiNote := func() string {
+		_, body := get(t, e.client("viewer"), e.ts.URL+"/api/v1/endpoints")
+		var got struct {
+			Endpoints []struct {
+				Slug string `json:"slug"`
+				Note string `json:"note"`
+			} `json:"endpoints"`
+		}
+		json.Unmarshal([]byte(body), &got)
+		for _, ep := range got.Endpoints {
+			if ep.Slug == "meetings" {
+				return ep.Note
+			}
+		}
+		return "(no endpoint meetings)"
+	}
+	if got := apiNote(); got != note {
+		t.Errorf("API note = %q, want %q", got, note)
+	}
+
+	edited := "moved to the Tokyo office"
+	page = e.mustForm(admin, "/endpoints/meetings", url.Values{"slug": {"meetings"}, "name": {"Meetings"}, "note": {edited}})
+	if got := mustDoc(t, page).Find("dl.facts").Text(); !strings.Contains(got, edited) || strings.Contains(got, "#42") {
+		t.Errorf("after editing, the page shows %q, want only the new note", got)
+	}
+	if got := apiNote(); got != edited {
+		t.Errorf("API note after editing = %q, want %q", got, edited)
+	}
+}

@@ -2,10 +2,17 @@ package web
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/a-h/templ"
-	"net/http"
-	"strconv"
 
 	"github.com/plaudhook/plaudhook/db"
 	"github.com/plaudhook/plaudhook/views"
@@ -43,9 +50,15 @@ func (s *Server) handleEventView(w http.ResponseWriter, r *http.Request) {
 		s.respondError(w, r, err)
 		return
 	}
-	pretty, _ := plaud.Pretty(first.Body)
-	props := views.EventPageProps{Event: e, Body: first.Body, Pretty: pretty, Deliveries: ds,
-		First: first}
+	props := views.EventPageProps{Event: e, Body: first.Body, Deliveries: ds, First: first}
+
+	// Views of the body for reading, only for a body the page shows inline (views.MaxInlineBody):
+	// a larger one is linked and loaded on demand.
+	inline := len(first.Body) <= views.MaxInlineBody
+	if inline {
+		props.Pretty, _ = plaud.Pretty(first.Body)
+		props.Form, props.FormPartial = formFields(first)
+	}
 	s.eventTranscript(r.Context(), &props) // its recording and transcript (transcript.go)
 	// Drift, the JSON tree and the previous event of its type (explorer.go).
 	s.eventExplorer(r.Context(), &props)
@@ -53,10 +66,50 @@ func (s *Server) handleEventView(w http.ResponseWriter, r *http.Request) {
 		s.respondError(w, r, err)
 		return
 	}
+
+	// The replay form must not carry a large body either: the edited mode then starts empty, and
+	// copy-as-curl reads the body from the file the page's download link saves.
+	if !inline {
+		props.Tree = nil
+		props.Replay.EditBody = ""
+		if props.Replay.Curl != "" {
+			props.Replay.Curl = curlFromFile(r, e, first)
+		}
+	}
 	s.render(w, r, views.EventPage(s.page(r, views.EventTypeLabel(e), "events"), props))
 }
 
-// handleEventBody sends an event's body, byte for byte, as a download.
+// formFields decodes a form-encoded body (application/x-www-form-urlencoded) into its pairs,
+// keys sorted, for the event page's decoded view. It returns nil for any other content type.
+// partial reports pairs that url.ParseQuery could not decode and left out.
+func formFields(d db.Delivery) (fields []views.FormField, partial bool) {
+	mt, _, err := mime.ParseMediaType(d.ContentType)
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, false
+	}
+	vals, err := url.ParseQuery(string(d.Body))
+	fields = []views.FormField{}
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
+		for _, v := range vals[k] {
+			// Decoded bytes need not be UTF-8; the page shows text.
+			fields = append(fields, views.FormField{Key: strings.ToValidUTF8(k, "\uFFFD"),
+				Value: strings.ToValidUTF8(v, "\uFFFD")})
+		}
+	}
+	return fields, err != nil
+}
+
+// curlFromFile is copy-as-curl for a body too large to put on the page: the command posts the
+// file the body download saves (event-<id>.body) instead of carrying the body inline.
+func curlFromFile(r *http.Request, e db.Event, first db.Delivery) string {
+	// NOTE: CurlCommand inlines every body a shell argument can hold; a lone NUL byte cannot be
+	// held, so it stands in for the body and makes the command read the file.
+	return views.CurlCommand(requestOrigin(r)+first.Path, outboundHeader(first.Header),
+		[]byte{0}, fmt.Sprintf("event-%d.body", e.ID))
+}
+
+// handleEventBody sends an event's body, byte for byte: as a download, or with ?view=raw for
+// reading in the browser (plain text when it is UTF-8; the bytes are the same either way).
 func (s *Server) handleEventBody(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
@@ -73,8 +126,16 @@ func (s *Server) handleEventBody(w http.ResponseWriter, r *http.Request) {
 		s.respondError(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", "attachment; filename=\"event-"+strconv.FormatInt(id, 10)+".body\"")
+	name := "event-" + strconv.FormatInt(id, 10) + ".body"
+	if r.URL.Query().Get("view") == "raw" && utf8.Valid(d.Body) {
+		// Shown as text, never as HTML: nosniff is set on every response (middleware.go).
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Disposition", "inline; filename=\""+name+"\"")
+	} else {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", "attachment; filename=\""+name+"\"")
+	}
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(d.Body)))
 	w.Write(d.Body)
 }
@@ -92,7 +153,8 @@ func (s *Server) handleDeliveryView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pretty, _ := plaud.Pretty(d.Body)
-	props := views.DeliveryPageProps{Delivery: d, Pretty: pretty, Notice: deliveryNotice(r)}
+	props := views.DeliveryPageProps{Delivery: d, Pretty: pretty, Notice: deliveryNotice(r),
+		BodyLimit: s.cfg.BodyLimit}
 
 	// A rejected delivery gets the signature debugger (debugger.go).
 	if props.Debugger, err = s.deliveryDebugger(r.Context(), d); err != nil {

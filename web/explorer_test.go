@@ -34,6 +34,9 @@ type seeded struct {
 	dup      bool
 	rare     bool // its body says "zanzibar"
 	file     string
+	envelope string // the body's "id"
+	txn      string // its transcription id, "" when none
+	dev      string // its device id, "" when none
 }
 
 var explorerTypes = []string{"transcription.completed", "device.synced", "audio_transcribe.completed"}
@@ -53,41 +56,81 @@ func explorerEnv(t *testing.T) *env {
 }
 
 // seedExplorer posts 130 signed events a minute apart (three types, every fourth to lab, every
-// seventh delivered twice, every tenth about "zanzibar") and three rejected deliveries.
+// seventh delivered twice, every tenth about "zanzibar", every fifth naming a transcription and
+// every third a device) and three rejected deliveries.
 func seedExplorer(t *testing.T, e *env) []seeded {
 	t.Helper()
 	var out []seeded
 	for i := 0; i < 130; i++ {
-		e.clock.Set(testNow.Add(time.Duration(i-130) * time.Minute))
-		s := seeded{typ: explorerTypes[i%3], endpoint: "default", at: e.clock.Now(), dup: i%7 == 0,
+		s := seeded{typ: explorerTypes[i%3], endpoint: "default", dup: i%7 == 0,
 			rare: i%10 == 0, file: fmt.Sprintf("file_%03d", i)}
-		path := "/webhook"
-		if i%4 == 0 {
-			s.endpoint, path = "lab", "/webhook/lab"
+		if i%5 == 2 {
+			s.txn = fmt.Sprintf("trs_%03d", i)
 		}
-		note := "weekly sync"
-		if s.rare {
-			note = "trip to zanzibar"
+		switch i % 6 {
+		case 1:
+			s.dev = "NOTE-A7"
+		case 4:
+			s.dev = "NOTE-B4"
 		}
-		body := []byte(fmt.Sprintf(`{"event":%q,"id":"evt_%03d","data":{"fileId":%q,"note":%q}}`,
-			s.typ, i, s.file, note))
-		for k := 0; k < 1+btoi(s.dup); k++ {
-			resp, text := e.post(path, signed(signature.SchemeDevguide, body, e.clock.Now()), body)
-			if resp.StatusCode != 200 {
-				t.Fatalf("post %d: %d %s", i, resp.StatusCode, text)
-			}
-			var ack struct {
-				EventID int64 `json:"event_id"`
-			}
-			json.Unmarshal([]byte(text), &ack)
-			s.id = ack.EventID
-		}
-		out = append(out, s)
+		out = append(out, postSeeded(t, e, s, testNow.Add(time.Duration(i-130)*time.Minute),
+			fmt.Sprintf("evt_%03d", i), i%4 == 0))
 	}
 	e.clock.Set(testNow)
 	e.post("/webhook", http.Header{}, []byte("unsigned"))
 	e.post("/webhook/lab", http.Header{"Plaud-Signature": {strings.Repeat("ab", 32)}}, []byte("forged"))
 	e.post("/webhook", http.Header{"Plaud-Signature": {strings.Repeat("cd", 32)}}, []byte("forged again"))
+	return out
+}
+
+// postSeeded posts s at the clock time at with envelope id env (to lab when lab is set), twice
+// when s.dup, and returns it with its event id, time and endpoint filled in.
+func postSeeded(t *testing.T, e *env, s seeded, at time.Time, env string, lab bool) seeded {
+	t.Helper()
+	e.clock.Set(at)
+	s.at, s.envelope, s.endpoint = at, env, "default"
+	path := "/webhook"
+	if lab {
+		s.endpoint, path = "lab", "/webhook/lab"
+	}
+	note := "weekly sync"
+	if s.rare {
+		note = "trip to zanzibar"
+	}
+	data := map[string]string{"fileId": s.file, "note": note}
+	if s.txn != "" {
+		data["transcriptionId"] = s.txn
+	}
+	if s.dev != "" {
+		data["deviceId"] = s.dev
+	}
+	body, _ := json.Marshal(map[string]any{"event": s.typ, "id": env, "data": data})
+	for k := 0; k < 1+btoi(s.dup); k++ {
+		resp, text := e.post(path, signed(signature.SchemeDevguide, body, at), body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("post %s: %d %s", env, resp.StatusCode, text)
+		}
+		var ack struct {
+			EventID int64 `json:"event_id"`
+		}
+		json.Unmarshal([]byte(text), &ack)
+		s.id = ack.EventID
+	}
+	return s
+}
+
+// seedOld posts four events a minute either side of the 24 h and 7 d limits before testNow,
+// oldest first (the two oldest on lab), and sets the clock back to testNow: the ranges are
+// checked at their edges.
+func seedOld(t *testing.T, e *env) []seeded {
+	t.Helper()
+	var out []seeded
+	for i, ago := range []time.Duration{7*24*time.Hour + time.Minute, 7*24*time.Hour - time.Minute,
+		24*time.Hour + time.Minute, 24*time.Hour - time.Minute} {
+		s := seeded{typ: explorerTypes[i%3], file: fmt.Sprintf("file_old_%d", i)}
+		out = append(out, postSeeded(t, e, s, testNow.Add(-ago), fmt.Sprintf("evt_old_%d", i), i < 2))
+	}
+	e.clock.Set(testNow)
 	return out
 }
 
@@ -118,7 +161,16 @@ func explorerCases() []struct {
 		{"search word", "q=zanzibar", func(s seeded) bool { return s.rare }},
 		{"search common word across pages", "q=weekly", func(s seeded) bool { return !s.rare }},
 		{"search file id", "q=file_017", func(s seeded) bool { return s.file == "file_017" }},
+		{"search transcription id", "q=trs_047", func(s seeded) bool { return s.txn == "trs_047" }},
+		{"search device id", "q=NOTE-B4", func(s seeded) bool { return s.dev == "NOTE-B4" }},
+		{"search envelope id", "q=evt_093", func(s seeded) bool { return s.envelope == "evt_093" }},
+		{"search old envelope id", "q=evt_old_0", func(s seeded) bool { return s.envelope == "evt_old_0" }},
 		{"last 15 min", "range=15m", func(s seeded) bool { return !s.at.Before(testNow.Add(-15 * time.Minute)) }},
+		{"last 24 h", "range=24h", func(s seeded) bool { return !s.at.Before(testNow.Add(-24 * time.Hour)) }},
+		{"last 7 d", "range=7d", func(s seeded) bool { return !s.at.Before(testNow.Add(-7 * 24 * time.Hour)) }},
+		{"last 7 d on lab", "range=7d&endpoint=lab", func(s seeded) bool {
+			return !s.at.Before(testNow.Add(-7*24*time.Hour)) && s.endpoint == "lab"
+		}},
 		{"absolute range", "since=" + since.Format(time.RFC3339) + "&until=" + until.Format(time.RFC3339),
 			func(s seeded) bool { return !s.at.Before(since) && s.at.Before(until) }},
 		{"type endpoint duplicates", "type=transcription.completed&endpoint=default&dup=1", func(s seeded) bool {
@@ -179,13 +231,16 @@ func walkList(t *testing.T, e *env, c *http.Client, first, row string) ([]int64,
 // every "older" link keeps the filter.
 func TestEventListFilters(t *testing.T) {
 	e := explorerEnv(t)
-	seed := seedExplorer(t, e)
+	seed := append(seedOld(t, e), seedExplorer(t, e)...)
 	c := e.client("viewer")
 	for _, tc := range explorerCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			want := wantIDs(seed, tc.keep)
 			if len(want) == 0 {
 				t.Fatal("the case matches nothing: it tests nothing")
+			}
+			if tc.query != "" && len(want) == len(seed) {
+				t.Fatal("the case matches every event: it filters nothing")
 			}
 
 			// The UI, following its links.
@@ -820,6 +875,42 @@ func TestEventPageExplorer(t *testing.T) {
 	}
 	if href := doc.Find("[data-testid=compare-previous]").AttrOr("href", ""); href != "/compare?e=1&e=2" {
 		t.Errorf("compare with previous = %q", href)
+	}
+
+	// The headers have a copy button of their own, copying the element that holds them.
+	btn := doc.Find("button.copy[data-copy-target=first-headers]")
+	if btn.Length() != 1 || btn.AttrOr("aria-label", "") != "Copy the headers" {
+		t.Errorf("header copy buttons = %d (label %q), want one labelled \"Copy the headers\"",
+			btn.Length(), btn.AttrOr("aria-label", ""))
+	}
+	names := doc.Find("#first-headers [data-testid=header-table] th").Map(func(_ int, s *goquery.Selection) string {
+		return s.Text()
+	})
+	for _, want := range []string{"Content-Type", "Plaud-Signature"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the copied header block holds %v, want %s among them", names, want)
+		}
+	}
+
+	// Every relative time, on the event page and in the list, keeps the exact time: as its
+	// machine-readable datetime and as the title shown on hover.
+	exact := testNow.UTC().Format("2006-01-02 15:04:05") + " UTC"
+	_, list := get(t, c, e.ts.URL+"/events")
+	for page, d := range map[string]*goquery.Document{"/events/2": doc, "/events": mustDoc(t, list)} {
+		times := d.Find("time[data-relative]")
+		if times.Length() == 0 {
+			t.Errorf("%s: no relative time", page)
+		}
+		times.Each(func(_ int, s *goquery.Selection) {
+			if title := s.AttrOr("title", ""); title != exact {
+				t.Errorf("%s: time title = %q, want %q", page, title, exact)
+			}
+			at, err := time.Parse(time.RFC3339Nano, s.AttrOr("datetime", ""))
+			if err != nil || !at.Equal(testNow) {
+				t.Errorf("%s: time datetime = %q, want %s", page, s.AttrOr("datetime", ""),
+					testNow.Format(time.RFC3339))
+			}
+		})
 	}
 }
 

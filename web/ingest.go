@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -75,6 +76,10 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	wire, body, status, reason := s.readBody(w, r, d.ContentEncoding)
 	d.Body = body
 	d.Size = int64(len(body))
+	if reason == "payload_too_large" {
+		s.reject(w, r, &d, status, reason, tooLargeMessage(r, &d, s.cfg.BodyLimit))
+		return
+	}
 	if reason != "" {
 		s.reject(w, r, &d, status, reason, "")
 		return
@@ -104,7 +109,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		d.SkewMS = &ms
 	}
 	if !res.OK {
-		s.reject(w, r, &d, http.StatusBadRequest, string(res.Reason), "")
+		s.reject(w, r, &d, http.StatusBadRequest, string(res.Reason), skewMessage(res, s.cfg.Tolerance))
 		return
 	}
 	d.Verdict = db.Verified
@@ -114,7 +119,9 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	d.BodySHA256 = sha256Hex(body)
 
 	// Commit. Only a returned commit earns the 2xx.
-	out, err := s.store.CreateDelivery(ctx, &db.Ingest{Delivery: d, Event: eventFacts(&d)})
+	ev := eventFacts(&d)
+	s.applyStoreAsNew(r.Header, d.Body, ev) // a replay of plaudhook's own, to be kept apart
+	out, err := s.store.CreateDelivery(ctx, &db.Ingest{Delivery: d, Event: ev})
 	if err != nil {
 		s.ingestFailed(w, r, err)
 		return
@@ -237,10 +244,44 @@ func (s *Server) ingestFailed(w http.ResponseWriter, r *http.Request, err error)
 		Reason: "storage_unavailable", Message: "the delivery could not be stored; retry later"})
 }
 
+// tooLargeMessage says how large a body over the limit was, and fixes d.Size to the whole
+// body's length when the request declared it: reading stopped one byte past the limit. A body of
+// unknown length (chunked, or gzip decoding) is only known to be larger.
+func tooLargeMessage(r *http.Request, d *db.Delivery, limit int64) string {
+	plain := d.ContentEncoding == "" || d.ContentEncoding == "identity"
+	if plain && r.ContentLength > limit {
+		d.Size = r.ContentLength
+		return fmt.Sprintf("payload too large (%d > %d bytes)", d.Size, limit)
+	}
+	return fmt.Sprintf("payload too large (more than %d bytes)", limit)
+}
+
+// skewMessage tells a timestamp too old from one in the future; "" for any other outcome, which
+// rejectMessage then words. The reason stays timestamp_out_of_tolerance either way.
+func skewMessage(res signature.Result, tolerance time.Duration) string {
+	if res.Reason != signature.ReasonTimestampSkew || !res.HasSkew {
+		return ""
+	}
+	tol := int64(tolerance / time.Second)
+	skew := int64(res.Skew / time.Second) // this server's clock minus the sender's
+	if skew > 0 {
+		return fmt.Sprintf("timestamp too old: Plaud-Timestamp is %d s behind this server's "+
+			"clock (tolerance %d s)", skew, tol)
+	}
+	// Read as seconds, a millisecond timestamp lies thousands of years ahead (the skew is
+	// clamped, so no count of seconds is worth showing).
+	if len(res.Timestamp) >= 13 {
+		return "timestamp in the future: Plaud-Timestamp looks like milliseconds; it must be " +
+			"Unix seconds"
+	}
+	return fmt.Sprintf("timestamp in the future: Plaud-Timestamp is %d s ahead of this "+
+		"server's clock (tolerance %d s)", -skew, tol)
+}
+
 func rejectMessage(reason string, limit int64) string {
 	switch reason {
 	case "payload_too_large":
-		return "body larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes"
+		return fmt.Sprintf("payload too large (more than %d bytes)", limit)
 	case "unsupported_encoding":
 		return "Content-Encoding not supported; send identity or gzip"
 	case "bad_encoding":

@@ -1,12 +1,16 @@
 package web_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +73,7 @@ func TestIngest(t *testing.T) {
 		{"C11 text body", "/webhook", withHeader(signature.Sign(signature.SchemeDevguide, []byte(testSecret), testNow, []byte("hello plaud")), "Content-Type", "text/plain"), []byte("hello plaud"), 200, "", []byte("hello plaud")},
 		{"invalid UTF-8", "/webhook", signature.Sign(signature.SchemeDevguide, []byte(testSecret), testNow, []byte("\xff\xfe{")), []byte("\xff\xfe{"), 200, "", []byte("\xff\xfe{")},
 		{"markup in payload", "/webhook", signed(signature.SchemeDevguide, xss, testNow), xss, 200, "", xss},
-		{"no secret on endpoint", "/webhook/other", signed(signature.SchemeDevguide, b1, testNow), b1, 404, "unknown_endpoint", nil},
+		{"unknown endpoint slug", "/webhook/other", signed(signature.SchemeDevguide, b1, testNow), b1, 404, "unknown_endpoint", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,5 +198,112 @@ func TestIngestCrossOriginExempt(t *testing.T) {
 	// The session survived the refused request.
 	if resp, _ := get(t, c, e.ts.URL+"/"); resp.StatusCode != 200 {
 		t.Fatalf("after refused logout: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestIngestLowerCaseHeaderOnTheWire is C1 as a sender's HTTP library may write it: the header
+// name in lower case and the hex digest in upper case, sent by hand over a raw connection so
+// that no Go client canonicalises anything. net/http canonicalises the name; it verifies.
+func TestIngestLowerCaseHeaderOnTheWire(t *testing.T) {
+	e := newEnv(t)
+	conn, err := net.Dial("tcp", e.ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "POST /webhook HTTP/1.1\r\n" +
+		"Host: " + e.ts.Listener.Addr().String() + "\r\n" +
+		"content-type: application/json\r\n" +
+		"plaud-signature: " + strings.ToUpper(sigS) + "\r\n" +
+		"content-length: " + strconv.Itoa(len(b1)) + "\r\n" +
+		"connection: close\r\n\r\n" + string(b1)
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"status":"success"`) {
+		t.Fatalf("status = %d (%s), want 200 success", resp.StatusCode, body)
+	}
+	events, _, _ := e.db.FindEvents(context.Background(), db.EventFilter{})
+	if len(events) != 1 {
+		t.Fatalf("events = %d, want 1", len(events))
+	}
+	d, err := e.db.FindDeliveryByID(context.Background(), events[0].BodyDeliveryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Header.Get("Plaud-Signature"); got != strings.ToUpper(sigS) {
+		t.Errorf("stored Plaud-Signature = %q, want the upper-case value as sent", got)
+	}
+	if shaHex(d.Body) != shaHex(b1) {
+		t.Errorf("stored body sha256 = %s, want B1's", shaHex(d.Body))
+	}
+}
+
+// TestIngestBodyLimitBoundary is C10's boundary with L = 1 MiB: exactly L bytes is stored, L+1
+// is answered 413 with both sizes in the message, and the rejected delivery records the whole
+// size and the reason.
+func TestIngestBodyLimitBoundary(t *testing.T) {
+	const limit = 1 << 20
+	e := newEnv(t)
+	exact := bytes.Repeat([]byte("a"), limit)
+	if resp, body := e.post("/webhook", signed(signature.SchemeDevguide, exact, testNow), exact); resp.StatusCode != 200 {
+		t.Fatalf("exactly L bytes: %d %s, want 200", resp.StatusCode, body)
+	}
+
+	over := bytes.Repeat([]byte("a"), limit+1)
+	resp, body := e.post("/webhook", signed(signature.SchemeDevguide, over, testNow), over)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("L+1 bytes: %d %s, want 413", resp.StatusCode, body)
+	}
+	var reply struct{ Reason, Message string }
+	json.Unmarshal([]byte(body), &reply)
+	if want := "payload too large (1048577 > 1048576 bytes)"; reply.Reason != "payload_too_large" || reply.Message != want {
+		t.Errorf("reply = %+v, want reason payload_too_large, message %q", reply, want)
+	}
+
+	v := db.Rejected
+	ds, _ := e.db.FindDeliveries(context.Background(), db.DeliveryFilter{Verdict: &v})
+	if len(ds) != 1 || ds[0].Reason != "payload_too_large" || ds[0].Size != limit+1 {
+		t.Fatalf("rejected log = %+v, want one payload_too_large row of size %d", ds, limit+1)
+	}
+	_, page := get(t, e.client("viewer"), e.ts.URL+"/deliveries/"+strconv.FormatInt(ds[0].ID, 10))
+	contains(t, page, "payload_too_large", "larger than the configured limit",
+		"payload too large (1048577 &gt; 1048576 bytes)")
+}
+
+// TestIngestSkewMessages is C14 at the HTTP level: both directions keep the reason
+// timestamp_out_of_tolerance, and the message says which way the timestamp is off.
+func TestIngestSkewMessages(t *testing.T) {
+	tests := []struct {
+		name, ts, sig, want string
+	}{
+		{"T-301 too old", "1796298899", "sha256=675feb52978513591705bf5bbdedcdcd1f7a6701faf0b9326ac2d8abeb6d9108",
+			"timestamp too old: Plaud-Timestamp is 301 s behind this server's clock (tolerance 300 s)"},
+		{"T+301 in the future", "1796299501", "sha256=6132b4afa75f5da31d579578596142c04703ad26a677687a99923b511a4d947b",
+			"timestamp in the future: Plaud-Timestamp is 301 s ahead of this server's clock (tolerance 300 s)"},
+		{"milliseconds", "1796299200000", "sha256=d4c00503647d6b2d4fc3c29dafc569383539c81c7ebb060d9775062f1a1e8136",
+			"timestamp in the future: Plaud-Timestamp looks like milliseconds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			h := http.Header{"Content-Type": {"application/json"}, "Plaud-Timestamp": {tt.ts}, "Plaud-Signature": {tt.sig}}
+			resp, body := e.post("/webhook", h, b1)
+			var reply struct{ Reason, Message string }
+			json.Unmarshal([]byte(body), &reply)
+			if resp.StatusCode != 400 || reply.Reason != "timestamp_out_of_tolerance" {
+				t.Fatalf("got %d %s, want 400 timestamp_out_of_tolerance", resp.StatusCode, body)
+			}
+			if !strings.HasPrefix(reply.Message, tt.want) {
+				t.Errorf("message = %q, want %q", reply.Message, tt.want)
+			}
+		})
 	}
 }

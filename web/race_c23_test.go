@@ -339,3 +339,68 @@ func TestC23FaultAfterCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestC23CommitFails is C23's fault injection at the commit itself: while every COMMIT fails (a
+// disk that fills up as the WAL is written), concurrent signed deliveries, batched together,
+// are each answered 503 with Retry-After, nothing is stored, and Plaud's retries are stored
+// once the disk has room again.
+func TestC23CommitFails(t *testing.T) {
+	const senders = 16
+	e := c23Env(t, io.Discard, nil)
+	ctx := context.Background()
+	if err := e.db.FailCommits(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	bodies := make([][]byte, senders)
+	for i := range bodies {
+		bodies[i] = []byte(fmt.Sprintf(`{"event":"c23.commit","id":"c23-commit-%d"}`, i))
+	}
+	sendAll := func() []*http.Response {
+		out := make([]*http.Response, senders)
+		var wg sync.WaitGroup
+		for i, b := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/webhook", bytes.NewReader(b))
+				req.Header = signed(signature.SchemeDevguide, b, e.now())
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				out[i] = resp
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+
+	for i, resp := range sendAll() {
+		if resp == nil {
+			continue
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("delivery %d: %d, Retry-After %q; want 503 with Retry-After", i,
+				resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+	if c, err := e.db.CountRecords(ctx); err != nil || c.Deliveries != 0 || c.Events != 0 {
+		t.Fatalf("after failed commits: %+v (%v), want nothing stored", c, err)
+	}
+
+	// Room again: every retry is acknowledged and stored exactly once.
+	if err := e.db.FailCommits(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, resp := range sendAll() {
+		if resp != nil && resp.StatusCode != http.StatusOK {
+			t.Errorf("retry %d: %d, want 200", i, resp.StatusCode)
+		}
+	}
+	if n := countEvents(t, e.db); n != senders {
+		t.Errorf("events after the retries = %d, want %d", n, senders)
+	}
+}

@@ -38,7 +38,8 @@ func (s *Server) handleEventReplay(w http.ResponseWriter, r *http.Request) {
 	body := strings.ReplaceAll(r.PostFormValue("body"), "\r\n", "\n")
 	rq := ReplayRequest{EventID: id, Target: r.PostFormValue("target"),
 		URL: r.PostFormValue("url"), Mode: db.ReplayMode(r.PostFormValue("mode")),
-		Scheme: r.PostFormValue("scheme"), Secret: r.PostFormValue("secret"), Source: "ui"}
+		Scheme: r.PostFormValue("scheme"), Secret: r.PostFormValue("secret"),
+		StoreAsNew: r.PostFormValue("store_as_new") != "", Source: "ui"}
 	if rq.Mode == db.ModeEdited {
 		rq.Body = []byte(body)
 	}
@@ -65,6 +66,8 @@ type apiReplayRequest struct {
 	Scheme    string `json:"scheme"`     // devguide or embedded (resign, edited)
 	Secret    string `json:"secret"`     // "target" or an endpoint secret's label
 	Body      string `json:"body"`       // the edited body (edited)
+	// StoreAsNew: when the target is this plaudhook, store the replay as a new event.
+	StoreAsNew bool `json:"store_as_new"`
 }
 
 // apiAttempt is an attempt as the API shows it. Signature values are cut to 8 hex digits and a
@@ -137,7 +140,8 @@ func (s *Server) handleAPIEventReplay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rq := ReplayRequest{EventID: id, Target: in.Target, URL: in.TargetURL,
-		Mode: db.ReplayMode(in.Mode), Scheme: in.Scheme, Secret: in.Secret, Source: "api"}
+		Mode: db.ReplayMode(in.Mode), Scheme: in.Scheme, Secret: in.Secret,
+		StoreAsNew: in.StoreAsNew, Source: "api"}
 	if in.Body != "" {
 		rq.Body = []byte(in.Body)
 	}

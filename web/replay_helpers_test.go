@@ -159,6 +159,12 @@ type replayResult struct {
 // apiReplay calls POST /api/v1/events/{id}/replay as c.
 func (e *replayEnv) apiReplay(c *http.Client, eventID int64, req map[string]string) replayResult {
 	e.t.Helper()
+	return e.apiReplayJSON(c, eventID, req)
+}
+
+// apiReplayJSON is apiReplay with any JSON-encodable request, for fields that are not strings.
+func (e *replayEnv) apiReplayJSON(c *http.Client, eventID int64, req any) replayResult {
+	e.t.Helper()
 	b, _ := json.Marshal(req)
 	resp, err := c.Post(fmt.Sprintf("%s/api/v1/events/%d/replay", e.ts.URL, eventID),
 		"application/json", bytes.NewReader(b))

@@ -3,6 +3,7 @@ package web_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -125,7 +126,8 @@ func TestReplayResign(t *testing.T) {
 			if tt.scheme == signature.SchemeEmbedded {
 				other = signature.SchemeDevguide
 			}
-			id := e.mustIngest(other, b3, nil)
+			const contentType = "application/json; charset=utf-8"
+			id := e.mustIngest(other, b3, http.Header{"Content-Type": {contentType}})
 			original := signature.Sign(other, []byte(testSecret), e.now(), b3).Get(signature.HeaderSignature)
 			rc := newReceiver(t, nil)
 			admin := e.client("admin")
@@ -152,6 +154,9 @@ func TestReplayResign(t *testing.T) {
 			}
 			if string(got.body) != string(b3) {
 				t.Errorf("body changed: %q", got.body)
+			}
+			if ct := got.header.Get("Content-Type"); ct != contentType {
+				t.Errorf("Content-Type = %q, want the original %q", ct, contentType)
 			}
 			if tt.wantSig != "" && got.header.Get(signature.HeaderSignature) != tt.wantSig {
 				t.Errorf("Plaud-Signature = %s, want %s", got.header.Get(signature.HeaderSignature), tt.wantSig)
@@ -337,6 +342,47 @@ func TestReplayIntoOwnWebhook(t *testing.T) {
 	if _, next, _ := e.db.FindEvents(context.Background(), db.EventFilter{Limit: 1}); next != 0 {
 		t.Errorf("a replay into our own webhook stored a second event")
 	}
+
+	// Unless "store as new" is chosen: then each such replay is a new event of its own, with
+	// the same bytes, in every mode.
+	for i, mode := range []string{"original", "resign"} {
+		res := e.apiReplayJSON(op, id, map[string]any{"target_url": e.ts.URL + "/webhook",
+			"mode": mode, "secret": "S", "store_as_new": true})
+		var reply struct {
+			EventID   int64 `json:"event_id"`
+			Duplicate bool  `json:"duplicate"`
+		}
+		json.Unmarshal([]byte(res.attempt.ResponseBody), &reply)
+		if res.status != http.StatusCreated || res.attempt.StatusCode != 200 || reply.Duplicate ||
+			reply.EventID == 0 || reply.EventID == id {
+			t.Fatalf("%s, store as new = %s, want 200 and a new event", mode, res.raw)
+		}
+		got, _ := e.db.FindEventByID(context.Background(), reply.EventID)
+		orig, _ := e.db.FindEventByID(context.Background(), id)
+		if got.DeliveryCount != 1 || got.EventType != orig.EventType || orig.DeliveryCount != 3 {
+			t.Errorf("%s: new event %+v, original %+v", mode, got, orig)
+		}
+		if n := countEvents(t, e.db); n != i+2 {
+			t.Errorf("%s: events = %d, want %d", mode, n, i+2)
+		}
+	}
+
+	// The same from the event page's form (its checkbox).
+	resp, body := sendForm(t, op, fmt.Sprintf("%s/events/%d/replay", e.ts.URL, id),
+		map[string]string{"url": e.ts.URL + "/webhook", "mode": "original", "store_as_new": "1"}, true)
+	if resp.StatusCode != http.StatusOK || countEvents(t, e.db) != 4 {
+		t.Errorf("form replay, store as new = %d, events %d; want 200 and a fourth event\n%s",
+			resp.StatusCode, countEvents(t, e.db), body)
+	}
+
+	// The header cannot be forged: a made-up value on a correctly signed delivery is ignored,
+	// and the delivery is the duplicate it is.
+	h := signed(signature.SchemeDevguide, b3, e.now())
+	h.Set(web.StoreAsNewHeader, strings.Repeat("ab", 16)+"."+strings.Repeat("00", 32))
+	resp, body = e.post("/webhook", h, b3)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"duplicate":true`) {
+		t.Errorf("forged store-as-new header = %d %s, want a duplicate", resp.StatusCode, body)
+	}
 }
 
 // TestReplayPolicy proves C25 at the API and UI: with the default policy the metadata,
@@ -403,10 +449,16 @@ func TestReplayPolicy(t *testing.T) {
 		redir := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
 		})
-		// Not followed by default: the 302 is the answer.
+		// Not followed by default, and refused since it points at the metadata address: the
+		// 302 is recorded with the reason, and the refusal audited.
+		before := len(auditActions(t, e.db, "replay.refused"))
 		res := e.apiReplay(op, id, map[string]string{"target_url": redir.srv.URL})
-		if res.attempt.StatusCode != http.StatusFound || res.attempt.OK {
-			t.Errorf("redirect not followed = %s, want the 302 recorded as a failure", res.raw)
+		if res.status != http.StatusForbidden || res.attempt.StatusCode != http.StatusFound || res.attempt.OK ||
+			!strings.Contains(res.attempt.Error, "redirect to http://169.254.169.254/latest/meta-data/: target not allowed: cloud metadata address") {
+			t.Errorf("redirect not followed = %d %s, want the 302 refused as a redirect to the metadata address", res.status, res.raw)
+		}
+		if es := auditActions(t, e.db, "replay.refused"); len(es) != before+1 || es[0].Actor != "operator" {
+			t.Errorf("refused redirect audit = %+v, want one more row by operator", es)
 		}
 		// A target that follows redirects has the hop refused.
 		sendForm(t, admin, e.ts.URL+"/targets", map[string]string{"name": "redir",

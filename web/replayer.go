@@ -55,6 +55,9 @@ type replayState struct {
 	topics topics     // live attempt and progress messages, per event page and bulk job
 	fwd    forwarder  // the forwarding worker (forward.go)
 	bulk   bulkRunner // running bulk replays (bulk.go)
+
+	newKeyOnce sync.Once // makes newKey, the key of StoreAsNewHeader (storeasnew.go)
+	newKey     []byte
 }
 
 // PolicyConfig is the outbound address policy as stored and edited: see replay.ParsePolicy.
@@ -173,7 +176,10 @@ type ReplayRequest struct {
 	// one, else the secret that verified the event.
 	Secret string
 	Body   []byte // edited mode: the body to send
-	Source string // "ui", "api" or "cli"
+	// StoreAsNew asks this plaudhook, when it is the receiver, to store the replay as a new
+	// event rather than as a duplicate delivery (StoreAsNewHeader).
+	StoreAsNew bool
+	Source     string // "ui", "api" or "cli"
 }
 
 // errReplayCancelled means an attempt was cut short by shutdown: it is not recorded, and a
@@ -193,7 +199,7 @@ func (s *Server) Replay(ctx context.Context, who Actor, rq ReplayRequest) (db.At
 
 	// Resolve the destination.
 	spec := sendSpec{url: strings.TrimSpace(rq.URL), mode: rq.Mode, scheme: rq.Scheme,
-		secret: rq.Secret, body: rq.Body}
+		secret: rq.Secret, body: rq.Body, storeAsNew: rq.StoreAsNew}
 	switch {
 	case strings.TrimSpace(rq.Target) != "" && spec.url != "":
 		return db.Attempt{}, &db.ValidationError{Message: "Choose a target or type a URL, not both."}
@@ -260,6 +266,8 @@ type sendSpec struct {
 	scheme string
 	secret string
 	body   []byte
+	// storeAsNew adds StoreAsNewHeader, for a replay into this plaudhook.
+	storeAsNew bool
 }
 
 // outbound is a prepared request and the attempt record that describes it.
@@ -350,6 +358,9 @@ func (s *Server) prepareReplay(ctx context.Context, ev db.Event, first db.Delive
 	}
 	h.Set("User-Agent", s.userAgent())
 	h.Set(ReplayMarkerHeader, strconv.FormatInt(ev.ID, 10))
+	if spec.storeAsNew {
+		h.Set(StoreAsNewHeader, s.storeAsNewValue(body))
+	}
 
 	o.req.URL, o.req.Header, o.req.Body = url, h, body
 	a.RequestSHA256, a.RequestSize = sha256Hex(body), int64(len(body))
@@ -522,7 +533,8 @@ func outboundHeader(stored http.Header) http.Header {
 		h.Del(k)
 	}
 	for k := range h {
-		if strings.EqualFold(k, ReplayMarkerHeader) || strings.EqualFold(k, "User-Agent") {
+		if strings.EqualFold(k, ReplayMarkerHeader) || strings.EqualFold(k, StoreAsNewHeader) ||
+			strings.EqualFold(k, "User-Agent") {
 			delete(h, k)
 		}
 	}

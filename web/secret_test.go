@@ -305,3 +305,49 @@ func TestRotateCrossOrigin(t *testing.T) {
 		t.Errorf("GET /secrets/rotate: %d, want 405", resp.StatusCode)
 	}
 }
+
+// TestSecretCreatedByAndAt: who added a stored secret and when is shown on the endpoint page and
+// in GET /api/v1/endpoints (created_by, created_at), for the admin who really added it.
+func TestSecretCreatedByAndAt(t *testing.T) {
+	e := newSecretEnv(t)
+	if _, err := e.db.CreateUser(context.Background(), "dana", testHash(), db.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	added := testNow.Add(90 * time.Minute)
+	e.setClock(added)
+	e.addSecret(e.client("dana"), "default", "portal", testSecret)
+	e.setClock(added.Add(2 * time.Hour)) // later views must not show their own time
+
+	_, page := get(t, e.client("admin"), e.ts.URL+"/endpoints/default")
+	row := mustDoc(t, page).Find(`[data-testid=secret-row][data-label="portal"]`)
+	if row.Length() != 1 {
+		t.Fatalf("secret rows labelled portal = %d, want 1", row.Length())
+	}
+	text := strings.Join(strings.Fields(row.Text()), " ")
+	for _, want := range []string{"2026-12-03 13:30:00 UTC", "by dana"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("secret row %q lacks %q", text, want)
+		}
+	}
+
+	_, body := get(t, e.client("viewer"), e.ts.URL+"/api/v1/endpoints")
+	var got struct {
+		Endpoints []struct {
+			Secrets []struct {
+				Label     string `json:"label"`
+				CreatedAt string `json:"created_at"`
+				CreatedBy string `json:"created_by"`
+			} `json:"secrets"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Endpoints) != 1 || len(got.Endpoints[0].Secrets) != 1 {
+		t.Fatalf("endpoints = %+v, want the default one with one secret", got.Endpoints)
+	}
+	s := got.Endpoints[0].Secrets[0]
+	if s.Label != "portal" || s.CreatedBy != "dana" || s.CreatedAt != "2026-12-03T13:30:00Z" {
+		t.Errorf("secret = %+v, want portal created by dana at 2026-12-03T13:30:00Z", s)
+	}
+}

@@ -604,6 +604,68 @@ func TestTranscriptListPages(t *testing.T) {
 	}
 }
 
+// TestTranscriptListRowFacts checks what a /transcripts row shows for fixtures whose facts are
+// known: the title (linking to the transcript), the duration, every speaker once in order of
+// first appearance, and the status.
+func TestTranscriptListRowFacts(t *testing.T) {
+	e := newEnv(t)
+	ids := postFixtures(t, e, transcriptFixtures...)
+	c := e.client("viewer")
+	_, body := get(t, c, e.ts.URL+"/transcripts")
+	doc := mustDoc(t, body)
+	tests := []struct {
+		fixture  string
+		title    string
+		duration string
+		speakers []string
+		status   string
+	}{
+		{"transcription.completed.long-multispeaker.json", "Transcription txn_01HZX7M3B5N7V9C1X3Z5L7K9JH",
+			"17:31", []string{"Speaker 1", "Speaker 4", "Speaker 3", "Speaker 2"}, "completed"},
+		{"audio_transcribe.completed.cjk-ja.json", "File c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4", "0:57",
+			[]string{"Speaker 1", "Speaker 2", "Speaker 3"}, "completed"},
+		// The recording-completed event about the same transcription occurred a second later:
+		// its file name titles the row and its durationMs (1,843,000) is the audio's length.
+		{"transcription.completed.short.json", "2026-03-24 09:31 Weekly sync.opus", "30:43",
+			[]string{"Speaker 1"}, "completed"},
+		{"transcription.failed.json", "Transcription txn_01HZXC4V6B8N0M2Q4W6E8R0T2Y", "—", nil, "failed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.fixture, func(t *testing.T) {
+			tr := transcriptOf(t, e, ids[tc.fixture])
+			row := doc.Find("[data-testid=transcript-row]#transcript-" + strconv.FormatInt(tr.ID, 10))
+			if row.Length() != 1 {
+				t.Fatalf("rows for transcript %d = %d, want 1", tr.ID, row.Length())
+			}
+			cells := row.Children()
+			if cells.Length() != 6 {
+				t.Fatalf("row has %d cells, want 6 (transcript, when, duration, language, speakers, status)",
+					cells.Length())
+			}
+			link := cells.Eq(0).Find("a.type")
+			if got := strings.TrimSpace(link.Text()); got != tc.title {
+				t.Errorf("title = %q, want %q", got, tc.title)
+			}
+			if href := link.AttrOr("href", ""); href != "/transcripts/"+strconv.FormatInt(tr.ID, 10) {
+				t.Errorf("title link = %q, want the transcript page", href)
+			}
+			if got := strings.TrimSpace(cells.Eq(2).Text()); got != tc.duration {
+				t.Errorf("duration = %q, want %q", got, tc.duration)
+			}
+			got := cells.Eq(4).Find(".speaker-chip").Map(func(_ int, s *goquery.Selection) string {
+				return strings.TrimSpace(s.Text())
+			})
+			if !slices.Equal(got, tc.speakers) {
+				t.Errorf("speakers = %q, want %q", got, tc.speakers)
+			}
+			status := row.Find("[data-testid=transcript-status]")
+			if got := strings.TrimSpace(status.Text()); got != tc.status || row.AttrOr("data-status", "") != tc.status {
+				t.Errorf("status = %q (data-status %q), want %q", got, row.AttrOr("data-status", ""), tc.status)
+			}
+		})
+	}
+}
+
 // TestRecordingPages checks the recordings list with its overdue flag and a timeline page.
 func TestRecordingPages(t *testing.T) {
 	e := newEnv(t)

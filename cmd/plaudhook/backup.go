@@ -59,5 +59,6 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	st, _ := os.Stat(dst)
 	fmt.Fprintf(stdout, "backup written to %s (%d bytes): %d events, %d deliveries (%d rejected); integrity ok\n",
 		dst, st.Size(), n.Events, n.Deliveries, n.Rejected)
+	fmt.Fprintln(stdout, "the master key is not in the copy: keep it (PLAUDHOOK_MASTER_KEY, or master-key beside the database) with your backups, or stored secrets cannot be read")
 	return nil
 }

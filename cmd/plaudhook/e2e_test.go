@@ -4,6 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +139,136 @@ func TestConfigValidation(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %s: %v", want, err)
 		}
+	}
+}
+
+// TestFirstRunTryIt is the README's first run: no secret configured, so the server generates
+// one beside the database and logs the exact command that sends a signed sample. That command,
+// run as printed (with the in-process run standing in for ./bin/plaudhook), stores the event.
+func TestFirstRunTryIt(t *testing.T) {
+	c := defaultConfig()
+	c.Addr = "127.0.0.1:0"
+	c.DB = filepath.Join(t.TempDir(), "plaudhook.db")
+	c.Heartbeat = time.Second
+	logs := &logBuffer{}
+	m := &Main{Config: c, Logger: slog.New(slog.NewTextHandler(logs, nil)), Args0: "./bin/plaudhook"}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+
+	// The generated secret: a 0600 file beside the database, announced in the log.
+	secretFile := filepath.Join(filepath.Dir(c.DB), "webhook-secret")
+	fi, err := os.Stat(secretFile)
+	if err != nil {
+		t.Fatalf("secret file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret file mode = %v, want 0600", fi.Mode().Perm())
+	}
+	log := logs.String()
+	if !strings.Contains(log, `msg="no PLAUD_WEBHOOK_SECRET set: generated a signing secret for trying plaudhook" file=`+secretFile) {
+		t.Errorf("no log line about the generated secret:\n%s", log)
+	}
+	secret, _ := os.ReadFile(secretFile)
+	if strings.Contains(log, strings.TrimSpace(string(secret))) {
+		t.Error("the log reveals the generated secret")
+	}
+
+	// The "try it" line names this server's real address and the secret file.
+	match := regexp.MustCompile(`msg="try it: send a signed sample event" command=("(?:[^"\\]|\\.)*")`).FindStringSubmatch(log)
+	if match == nil {
+		t.Fatalf("no try-it line in the log:\n%s", log)
+	}
+	command, err := strconv.Unquote(match[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "./bin/plaudhook send --url " + m.URL() + "/webhook --secret-file " + secretFile +
+		" --sample transcription.completed"
+	if command != want {
+		t.Fatalf("try-it command = %q, want %q", command, want)
+	}
+
+	// Run it exactly as printed.
+	args := strings.Fields(command)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), args[1:], nil, &out, &errOut); err != nil {
+		t.Fatalf("%s: %v\n%s%s", command, err, out.String(), errOut.String())
+	}
+	events, _, err := m.DB.FindEvents(context.Background(), db.EventFilter{})
+	if err != nil || len(events) != 1 || events[0].EventType != "transcription.completed" {
+		t.Fatalf("events = %+v (%v), want one transcription.completed", events, err)
+	}
+	d, err := m.DB.FindDeliveryByID(context.Background(), events[0].BodyDeliveryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.SecretLabel != "generated (webhook-secret)" {
+		t.Errorf("verified by %q, want generated (webhook-secret)", d.SecretLabel)
+	}
+}
+
+// TestLogFormatJSON: `plaudhook serve --log-format json` writes every log line as one JSON
+// object with time, level and msg, start-up lines included.
+func TestLogFormatJSON(t *testing.T) {
+	t.Setenv("PLAUD_WEBHOOK_SECRET", fixtureSecret)
+	t.Setenv("PLAUDHOOK_ADMIN_PASSWORD", adminPassword)
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db",
+			filepath.Join(t.TempDir(), "plaudhook.db"), "--log-format", "json"}, nil, io.Discard, logs)
+	}()
+
+	// Wait until it serves, then stop it as a signal would.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "try it: send a signed sample event") {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended early: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no start-up lines after 20 s:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+
+	msgs := map[string]map[string]any{}
+	for i, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line %d is not JSON: %q (%v)", i+1, line, err)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := rec[k]; !ok {
+				t.Errorf("line %d has no %q: %q", i+1, k, line)
+			}
+		}
+		msg, _ := rec["msg"].(string)
+		msgs[msg] = rec
+	}
+	for _, want := range []string{"starting plaudhook", "listening", "try it: send a signed sample event", "shutting down"} {
+		if _, ok := msgs[want]; !ok {
+			t.Errorf("no %q line in the JSON log", want)
+		}
+	}
+	if addr, _ := msgs["listening"]["addr"].(string); !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Errorf("listening addr = %q, want an attribute of its own", addr)
+	}
+	if cmd, _ := msgs["try it: send a signed sample event"]["command"].(string); !strings.Contains(cmd, " send --url http://127.0.0.1:") {
+		t.Errorf("try-it command = %q", cmd)
 	}
 }

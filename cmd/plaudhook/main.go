@@ -49,6 +49,17 @@ func main() {
 
 // run dispatches to a subcommand.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	// The program's own help and version, before serve (the default command) reads the flags:
+	// "plaudhook -h" lists the commands, "plaudhook serve -h" the server's flags.
+	if len(args) == 1 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		case "-version", "--version":
+			args = []string{"version"}
+		}
+	}
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -105,5 +116,5 @@ Commands:
   reindex   rebuild recordings and transcripts from every stored event (after an upgrade)
   version   print the version
 
-Run "plaudhook COMMAND -h" for a command's flags.
+Run "plaudhook COMMAND -h" for a command's flags ("plaudhook serve -h" for the server's).
 `

@@ -109,3 +109,34 @@ func shaHex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// TestHelpAndVersion: "plaudhook -h" lists the commands, "plaudhook serve -h" the server's
+// flags, and --version prints the version, all without starting a server.
+func TestHelpAndVersion(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-h"}, "Commands:"},
+		{[]string{"--help"}, "Commands:"},
+		{[]string{"help"}, "Commands:"},
+		{[]string{"--version"}, "plaudhook " + version},
+		{[]string{"version"}, "plaudhook " + version},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), tt.args, nil, &out, &errOut); err != nil {
+			t.Errorf("%v: %v", tt.args, err)
+		}
+		if !bytes.Contains(out.Bytes(), []byte(tt.want)) {
+			t.Errorf("%v printed %q, want %q", tt.args, out.String(), tt.want)
+		}
+	}
+
+	// The server's own flags, with the flag package's help error (exit status 2, no server).
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "-h"}, nil, &out, &errOut)
+	if err == nil || !bytes.Contains(errOut.Bytes(), []byte("-addr")) {
+		t.Errorf("serve -h: %v, printed %q; want the server's flags", err, errOut.String())
+	}
+}

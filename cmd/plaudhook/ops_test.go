@@ -105,8 +105,13 @@ func TestBackupWhileIngesting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("backup: %v\n%s", err, errOut.String())
 	}
-	if !strings.Contains(out.String(), "integrity ok") {
-		t.Errorf("backup output = %q", out.String())
+	if !strings.Contains(out.String(), "integrity ok") || !strings.Contains(out.String(), "master key") {
+		t.Errorf("backup output = %q, want integrity ok and the master-key reminder", out.String())
+	}
+	if st, err := os.Stat(dst); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("backup file mode = %v, want 0600", st.Mode().Perm())
 	}
 
 	// The copy: sound, every event's body present, and it serves as a database (restore).

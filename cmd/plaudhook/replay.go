@@ -37,6 +37,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	scheme := fs.String("scheme", "", "signing scheme of resign/edited: devguide or embedded")
 	secret := fs.String("secret", "", `which secret signs resign/edited: "target" or an endpoint secret's label`)
 	bodyFile := fs.String("body-file", "", "the edited body (mode edited); - reads standard input")
+	storeAsNew := fs.Bool("store-as-new", false, "when the target is this plaudhook's own webhook, store the replay as a new event instead of a duplicate")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the server")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: plaudhook replay EVENT_ID (--to URL | --target NAME) [--mode MODE] [flags]\n\n")
@@ -75,8 +76,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if (*to == "") == (*target == "") {
 		return errors.New("replay: give exactly one of --to URL and --target NAME")
 	}
-	req := map[string]string{"target_url": *to, "target": *target, "mode": *mode,
+	req := map[string]any{"target_url": *to, "target": *target, "mode": *mode,
 		"scheme": *scheme, "secret": *secret}
+	if *storeAsNew {
+		req["store_as_new"] = true
+	}
 	if *bodyFile != "" {
 		var b []byte
 		if *bodyFile == "-" {
@@ -119,7 +123,7 @@ type cliAttempt struct {
 
 // postReplay calls POST /api/v1/events/{id}/replay and decodes the attempt. A policy refusal
 // (403 with an attempt) returns the attempt; other errors come back as errors.
-func postReplay(ctx context.Context, server, token string, id int64, req map[string]string, timeout time.Duration) (cliAttempt, error) {
+func postReplay(ctx context.Context, server, token string, id int64, req map[string]any, timeout time.Duration) (cliAttempt, error) {
 	var att cliAttempt
 	for k, v := range req {
 		if v == "" {

@@ -105,6 +105,14 @@ func TestReplayCommand(t *testing.T) {
 		t.Errorf("refused replay: err %v, output %q; want an error and the reason", err, out.String())
 	}
 
+	// Into this server's own webhook with --store-as-new: a second event with the same bytes.
+	out = stringsBuilder{}
+	err = run(context.Background(), []string{"replay", strconv.FormatInt(id, 10), "--to",
+		m.URL() + "/webhook", "--store-as-new", "--server", m.URL(), "--token", tok}, nil, &out, &errOut)
+	if c, _ := m.DB.CountRecords(context.Background()); err != nil || c.Events != 2 {
+		t.Errorf("replay --store-as-new: %v, %d events; want a second event\n%s", err, c.Events, out.String())
+	}
+
 	t.Run("ErrNoToken", func(t *testing.T) {
 		err := run(context.Background(), []string{"replay", "1", "--to", app.URL, "--server", m.URL()},
 			nil, &out, &errOut)

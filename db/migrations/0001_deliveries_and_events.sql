@@ -11,7 +11,8 @@ CREATE TABLE endpoints (
     created_at     INTEGER NOT NULL
 );
 
-INSERT INTO endpoints (slug, name, created_at) VALUES ('default', 'Default', 0);
+INSERT INTO endpoints (slug, name, created_at)
+VALUES ('default', 'Default', CAST(unixepoch('subsec') * 1000000 AS INTEGER));
 
 CREATE TABLE events (
     id                INTEGER PRIMARY KEY,

@@ -302,6 +302,18 @@ func (c *Client) Send(ctx context.Context, r Request) Attempt {
 	if err != nil {
 		return finish(fmt.Errorf("read response: %w", err))
 	}
+
+	// A redirect that is not followed is the answer. When it points where the policy refuses
+	// to go (the metadata address, another scheme), it is reported as refused, as a followed hop
+	// would be, so that the attempt says why and the refusal is audited.
+	if !r.FollowRedirects && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		if loc, err := resp.Location(); err == nil {
+			if err := c.checkTarget(loc); err != nil {
+				hop = loc.Redacted()
+				return finish(err)
+			}
+		}
+	}
 	return finish(nil)
 }
 

@@ -83,8 +83,9 @@ func TestC25Loopback(t *testing.T) {
 		// first hop; in default mode the hop to metadata is refused.
 		{"redirect to metadata (followed)", "tcp4", "http://127.0.0.1:%PORT%/redirect", true,
 			[3]want{{reason: reasonMetadata, conns: 1, status: 302}, loopback, loopback}},
+		// Not followed, the 302 is the answer, reported as refused since it points at metadata.
 		{"redirect to metadata (not followed)", "tcp4", "http://127.0.0.1:%PORT%/redirect", false,
-			[3]want{{conns: 1, status: 302}, loopback, loopback}},
+			[3]want{{reason: reasonMetadata, conns: 1, status: 302}, loopback, loopback}},
 	}
 
 	mux := http.NewServeMux()
@@ -348,6 +349,20 @@ func TestRedirectHopsChecked(t *testing.T) {
 			}
 			if got := srv.conns.Load(); got != 1 {
 				t.Errorf("origin connections = %d, want 1", got)
+			}
+
+			// Not followed, a redirect to a literal address or scheme the policy refuses is
+			// reported as refused too; one to a host name is left as the answer (it is never
+			// resolved, since nothing goes there).
+			a = c.Send(context.Background(), Request{URL: srv.URL})
+			if tt.wantDial == "" && (a.ErrorKind != KindRefusedByPolicy || a.Error != tt.want) {
+				t.Errorf("not followed: Send = %q %q, want %q %q", a.ErrorKind, a.Error, KindRefusedByPolicy, tt.want)
+			}
+			if tt.wantDial != "" && a.ErrorKind != KindNone {
+				t.Errorf("not followed, to a host name: Send = %q %q, want the 302 as the answer", a.ErrorKind, a.Error)
+			}
+			if a.StatusCode != http.StatusFound {
+				t.Errorf("not followed: StatusCode = %d, want 302", a.StatusCode)
 			}
 		})
 	}

@@ -51,6 +51,7 @@ const (
 	HintClockSkew        HintKind = "clock_skew"        // valid, but outside the tolerance
 	HintTruncated        HintKind = "truncated"         // only part of the body was kept
 	HintNoSecret         HintKind = "no_secret"         // nothing to re-compute with
+	HintUnsigned         HintKind = "unsigned"          // no signature anywhere in the request
 )
 
 // Hint is one concrete finding, in words for the delivery page.
@@ -107,13 +108,25 @@ func Diagnose(ev Evidence, probes []Probe) Diagnosis {
 		dg.Tries = append(dg.Tries, t)
 	}
 	switch {
-	case len(probes) == 0:
-		dg.Hints = append(dg.Hints, Hint{HintNoSecret, "This endpoint has no signing secret, so " +
-			"nothing can be re-computed. Add the secret from Plaud's portal, then re-verify."})
-		return dg
 	case ev.Truncated:
 		dg.Hints = append(dg.Hints, Hint{HintTruncated, "Only the beginning of this body was " +
 			"kept, so its signature cannot be re-computed."})
+		return dg
+	case len(values) == 0:
+		// Nothing under Plaud-Signature: either a renamed header, or not signed at all (a
+		// hand-made test, a health check, a proxy that strips headers). No secret is at fault.
+		if hs := d.otherHeader(); len(hs) > 0 {
+			dg.Hints = append(dg.Hints, hs...)
+			return dg
+		}
+		dg.Hints = append(dg.Hints, Hint{HintUnsigned, "This request carries no signature at " +
+			"all: no Plaud-Signature header, and no other header whose value matches a secret. " +
+			"Plaud signs every delivery, so it came from something else (a test with curl, a " +
+			"health check, or a proxy that drops headers). No secret is at fault."})
+		return dg
+	case len(probes) == 0:
+		dg.Hints = append(dg.Hints, Hint{HintNoSecret, "This endpoint has no signing secret, so " +
+			"nothing can be re-computed. Add the secret from Plaud's portal, then re-verify."})
 		return dg
 	}
 
@@ -343,7 +356,13 @@ func (d diagnoser) secretWhitespace() []Hint {
 // gzip: decoded versus wire bytes. Either gzip data arrived without Content-Encoding and the
 // signature covers the decompressed bytes, or Content-Encoding: gzip arrived over bytes that are
 // not gzip and the signature covers them as received.
+//
+// The debugger runs on every view of a rejected delivery's page, so inflation stops at
+// maxInflate: sixteen times the 64 KiB a rejected body is cut to, far above any real
+// compression ratio of a JSON payload, while a gzip bomb costs at most 1 MiB per view. A body
+// that inflates past it gets no hint.
 func (d diagnoser) gzip() []Hint {
+	const maxInflate = 1 << 20
 	body := d.ev.Body
 	isGzip := len(body) >= 2 && body[0] == 0x1f && body[1] == 0x8b
 	switch {
@@ -352,8 +371,8 @@ func (d diagnoser) gzip() []Hint {
 		if err != nil {
 			return nil
 		}
-		decoded, err := io.ReadAll(io.LimitReader(zr, 64<<20))
-		if err != nil {
+		decoded, err := io.ReadAll(io.LimitReader(zr, maxInflate+1))
+		if err != nil || len(decoded) > maxInflate {
 			return nil
 		}
 		if p, ok := d.firstMatch(d.scheme, d.ts, decoded); ok {

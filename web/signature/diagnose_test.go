@@ -2,8 +2,10 @@ package signature_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +22,7 @@ const (
 	sigEmbT     = "sha256=8ac13db87fdf5842d1ba6ae8629981ef7bf41aff9f0f364624a98917b2757f3d" // embedded, ts T (C2)
 	sigEmbMilli = "sha256=d4c00503647d6b2d4fc3c29dafc569383539c81c7ebb060d9775062f1a1e8136" // embedded, ts T in ms (C14)
 	sigEmbOld   = "sha256=675feb52978513591705bf5bbdedcdcd1f7a6701faf0b9326ac2d8abeb6d9108" // embedded, ts T-301 (C14)
+	sigEmbAhead = "sha256=6132b4afa75f5da31d579578596142c04703ad26a677687a99923b511a4d947b" // embedded, ts T+301 (C14)
 	c8Gzip      = "H4sIAAAAAAACA6tWSi1LzStRslIqKUrMK04uyiwoyczP00vOzy3ISS1JTVHSUUpJLElUsqpWSsvMSY3PTAGqTYs3MDAwBEqhaPJMARsDkautBQCzkATTWwAAAA=="
 	tsT         = "1796299200"
 	tsTMillis   = "1796299200000"
@@ -77,6 +80,10 @@ func TestDiagnoseHints(t *testing.T) {
 			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintLineEnding}, "with a final CR LF"},
 		{"CR LF converted to LF", hdr("Plaud-Signature", devguideOver(caseSecret, crlfBody)), lfBody, "", caseNow,
 			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintLineEnding}, "LF line endings turned into CR LF"},
+		{"trailing LF lost on the way", hdr("Plaud-Signature", devguideOver(caseSecret, withLF)), b1, "", caseNow,
+			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintLineEnding}, "with a final line feed"},
+		{"LF converted to CR LF", hdr("Plaud-Signature", devguideOver(caseSecret, lfBody)), crlfBody, "", caseNow,
+			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintLineEnding}, "CR LF line endings turned into LF"},
 		{"devguide value with sha256= prefix", hdr("Plaud-Signature", "sha256="+sigS), b1, "", caseNow,
 			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintOtherScheme}, "the signature starts with sha256="},
 		{"devguide value beside a Plaud-Timestamp", hdr("Plaud-Signature", sigS, "Plaud-Timestamp", tsT), b1, "", caseNow,
@@ -99,8 +106,16 @@ func TestDiagnoseHints(t *testing.T) {
 			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintGzip}, "the body is not gzip"},
 		{"C14 stale timestamp: clock skew", hdr("Plaud-Signature", sigEmbOld, "Plaud-Timestamp", "1796298899"), b1, "", caseNow,
 			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintClockSkew}, "301 s behind"},
+		{"C14 timestamp in the future: clock skew ahead", hdr("Plaud-Signature", sigEmbAhead, "Plaud-Timestamp", "1796299501"), b1, "", caseNow,
+			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintClockSkew}, "301 s ahead of this server's clock"},
 		{"no secret", hdr("Plaud-Signature", sigS), b1, "", caseNow,
 			nil, []signature.HintKind{signature.HintNoSecret}, ""},
+		{"not signed at all", hdr(), b1, "", caseNow,
+			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintUnsigned}, "carries no signature at all"},
+		{"not signed, and no secret either", hdr(), b1, "", caseNow,
+			nil, []signature.HintKind{signature.HintUnsigned}, "No secret is at fault"},
+		{"an unrelated X-Signature header", hdr("X-Signature", devguideOver([]byte("nope"), b1)), b1, "", caseNow,
+			[]signature.Probe{probeS()}, []signature.HintKind{signature.HintUnsigned}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,6 +137,53 @@ func TestDiagnoseHints(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDiagnoseGzipBounded: gzip without Content-Encoding is inflated at most 1 MiB (16× the
+// 64 KiB rejected-body cap) per page view. A body that decodes to exactly the cap still gets its
+// hint; one byte more, or a gzip bomb, gets none, and the bomb costs no more than the cap.
+func TestDiagnoseGzipBounded(t *testing.T) {
+	const maxInflate = 1 << 20
+	probe := func(decoded []byte) (signature.Evidence, []signature.Probe) {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(decoded)
+		zw.Close()
+		return signature.Evidence{Header: hdr("Plaud-Signature", devguideOver(caseSecret, decoded)),
+			Body: buf.Bytes(), ReceivedAt: caseNow, Tolerance: 5 * time.Minute}, []signature.Probe{probeS()}
+	}
+	kinds := func(dg signature.Diagnosis) []signature.HintKind {
+		var out []signature.HintKind
+		for _, h := range dg.Hints {
+			out = append(out, h.Kind)
+		}
+		return out
+	}
+
+	if got := kinds(signature.Diagnose(probe(bytes.Repeat([]byte("a"), maxInflate)))); !slices.Equal(got, []signature.HintKind{signature.HintGzip}) {
+		t.Errorf("decoded to exactly the cap: hints %v, want [gzip]", got)
+	}
+	if got := kinds(signature.Diagnose(probe(bytes.Repeat([]byte("a"), maxInflate+1)))); len(got) != 0 {
+		t.Errorf("decoded one byte past the cap: hints %v, want none", got)
+	}
+
+	// A bomb: 10 MiB of zeros, about 10 KB stored. Inflating it whole would allocate over
+	// 10 MiB; bounded, the call allocates a small multiple of the cap at most.
+	ev, probes := probe(make([]byte, 10<<20))
+	if len(ev.Body) > 64<<10 {
+		t.Fatalf("bomb is %d bytes stored, want under the 64 KiB cap", len(ev.Body))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	dg := signature.Diagnose(ev, probes)
+	runtime.ReadMemStats(&after)
+	if got := kinds(dg); len(got) != 0 {
+		t.Errorf("gzip bomb: hints %v, want none", got)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 6*maxInflate {
+		t.Errorf("gzip bomb: %d bytes allocated, want at most %d (inflation is not bounded)", alloc, 6*maxInflate)
 	}
 }
 
