@@ -66,7 +66,15 @@ type Options struct {
 	// Sealer encrypts stored signing secrets (db/sealed.Keyring). Without it, reading or
 	// writing stored secrets fails; everything else works.
 	Sealer Sealer
+	// WALLimit bounds the write-ahead log (default 256 MiB). Checkpoints run beside ingest
+	// without blocking it; when a flood writes faster than they copy, the log grows, and past
+	// this size the checkpointer pauses writes for the moment it takes to copy the log back
+	// and truncate it. Between floods the log is kept to a quarter of this size at most.
+	WALLimit int64
 }
+
+// DefaultWALLimit is the default Options.WALLimit.
+const DefaultWALLimit = 256 << 20
 
 // DB is plaudhook's database: one writer connection, a pool of readers and the ingest batch
 // writer.
@@ -98,6 +106,10 @@ type DB struct {
 	ckWake chan struct{}
 	ckStop chan struct{}
 	ckDone chan struct{}
+	// pageSize is the database's page size, which is also a log frame's; walTruncations
+	// counts the checkpoints that paused writes because the log passed WALLimit.
+	pageSize       int64
+	walTruncations atomic.Int64
 }
 
 // Open opens (creating if needed) the database file at path, applies every pending migration,
@@ -120,6 +132,9 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.WALLimit <= 0 {
+		opt.WALLimit = DefaultWALLimit
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -166,6 +181,13 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		r.Close()
 		return nil, err
 	}
+	// The database holds transcripts and sealed secrets: readable by its owner only, whatever
+	// the umask made of it (SQLite gives the -wal and -shm files the database's mode).
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			db.log.Warn("restrict database file mode", "file", path+suffix, "error", err)
+		}
+	}
 	if err := db.startCheckpointer(ctx, dsn); err != nil {
 		w.Close()
 		r.Close()
@@ -194,6 +216,14 @@ func (db *DB) startCheckpointer(ctx context.Context, dsn string) error {
 	if _, err := db.w.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
 		return fmt.Errorf("configure checkpoints: %w", err)
 	}
+	// A log that was reset is cut back to this size, so the disk a flood took is given back.
+	sizeLimit := fmt.Sprintf(`PRAGMA journal_size_limit = %d`, db.opt.WALLimit/4)
+	if _, err := db.w.ExecContext(ctx, sizeLimit); err != nil {
+		return fmt.Errorf("configure checkpoints: %w", err)
+	}
+	if err := db.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&db.pageSize); err != nil {
+		return fmt.Errorf("configure checkpoints: %w", err)
+	}
 	ck, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return fmt.Errorf("open checkpointer: %w", err)
@@ -201,6 +231,12 @@ func (db *DB) startCheckpointer(ctx context.Context, dsn string) error {
 	ck.SetMaxOpenConns(1)
 	ck.SetConnMaxIdleTime(0)
 	ck.SetConnMaxLifetime(0)
+	// A checkpoint that pauses writes waits at most a second for readers to move on (an
+	// export can hold its snapshot for long); it is tried again at the next round.
+	if _, err := ck.ExecContext(ctx, sizeLimit+`; PRAGMA busy_timeout = 1000`); err != nil {
+		ck.Close()
+		return fmt.Errorf("configure checkpoints: %w", err)
+	}
 	db.ck, db.ckWake = ck, make(chan struct{}, 1)
 	db.ckStop, db.ckDone = make(chan struct{}), make(chan struct{})
 	go db.runCheckpointer()
@@ -220,7 +256,7 @@ func (db *DB) wakeCheckpointer() {
 func (db *DB) runCheckpointer() {
 	defer close(db.ckDone)
 	ctx := context.Background()
-	defer db.checkpoint(ctx, "PASSIVE")
+	defer db.checkpoint(ctx, "TRUNCATE") // the last one: the log is emptied and cut to nothing
 	pause := time.NewTimer(0)
 	defer pause.Stop()
 	for {
@@ -229,7 +265,15 @@ func (db *DB) runCheckpointer() {
 		case <-db.ckStop:
 			return
 		}
-		db.checkpoint(ctx, "PASSIVE")
+
+		// Past the limit, a flood outruns the passive checkpoints: pause writes (the ingest
+		// writer waits within its busy timeout) while the log is copied back and truncated.
+		if frames := db.checkpoint(ctx, "PASSIVE"); frames*db.pageSize > db.opt.WALLimit {
+			db.log.Warn("write-ahead log over its limit: copying it back with writes paused",
+				"wal_bytes", frames*db.pageSize, "limit_bytes", db.opt.WALLimit)
+			db.checkpoint(ctx, "TRUNCATE")
+			db.walTruncations.Add(1)
+		}
 		pause.Reset(checkpointEvery)
 		select {
 		case <-pause.C:
@@ -239,14 +283,16 @@ func (db *DB) runCheckpointer() {
 	}
 }
 
-func (db *DB) checkpoint(ctx context.Context, mode string) {
-	var busy, logFrames, done int
+// checkpoint runs one checkpoint and returns how many frames the log holds (0 on failure).
+func (db *DB) checkpoint(ctx context.Context, mode string) int64 {
+	var busy, logFrames, done int64
 	err := db.ck.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &logFrames, &done)
 	if err != nil {
 		db.log.Warn("checkpoint the write-ahead log", "mode", mode, "error", err)
-		return
+		return 0
 	}
 	db.log.Debug("checkpoint", "mode", mode, "wal_frames", logFrames, "copied", done)
+	return logFrames
 }
 
 // migrate applies the embedded migrations with goose and logs what it did.
@@ -285,13 +331,14 @@ func (db *DB) Close() error {
 			db.ck.Close()
 		}
 	})
-	var err error
+	// The readers close first: the last connection to close removes the log, and only the
+	// writer can.
+	err := db.r.Close()
 	if db.w != nil { // nil when opened read-only
 		db.closeStmts()
-		err = db.w.Close()
-	}
-	if rerr := db.r.Close(); err == nil {
-		err = rerr
+		if werr := db.w.Close(); err == nil {
+			err = werr
+		}
 	}
 	return err
 }

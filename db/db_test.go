@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -72,6 +73,11 @@ func TestMigrateFromScratch(t *testing.T) {
 		d.w.QueryRow(`PRAGMA synchronous`).Scan(&sync)
 		if mode != "wal" || sync != "2" {
 			t.Errorf("journal_mode = %s, synchronous = %s, want wal, 2 (FULL)", mode, sync)
+		}
+		if st, err := os.Stat(d.Path); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("database file mode = %v, want 0600", st.Mode().Perm())
 		}
 		// Readers and the writer wait for a lock instead of failing with "database is locked".
 		for name, pool := range map[string]*sql.DB{"writer": d.w, "readers": d.r} {
@@ -468,4 +474,56 @@ func mustReopen(t *testing.T, path string) *DB {
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
+}
+
+// TestWALBounded writes a flood of large deliveries with a small WALLimit: once it is over, the
+// write-ahead log is back within the limit (the disk a flood took is given back), and closing
+// the database removes it.
+func TestWALBounded(t *testing.T) {
+	ctx := context.Background()
+	const limit = 1 << 20
+	d := mustOpenDB(t, Options{WALLimit: limit})
+	walSize := func() int64 {
+		st, err := os.Stat(d.Path + "-wal")
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+
+	// 16 MiB in 64 KiB bodies from 16 senders.
+	body := bytes.Repeat([]byte("w"), 64<<10)
+	var wg sync.WaitGroup
+	for s := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 16 {
+				b := append([]byte(fmt.Sprintf("%d-%d:", s, i)), body...)
+				if _, err := d.CreateDelivery(ctx, verified(b, fmt.Sprintf("%d-%d", s, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	// Quiet again: after a checkpoint, the next commit restarts the log and cuts it back.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; walSize() > limit; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("write-ahead log = %d bytes after the flood, want at most %d", walSize(), limit)
+		}
+		d.CreateDelivery(ctx, verified([]byte(fmt.Sprint("after-", i)), fmt.Sprint("after-", i)))
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c, _ := d.CountRecords(ctx); c.Events < 256 {
+		t.Errorf("events = %d, want the 256 of the flood", c.Events)
+	}
+	path := d.Path
+	d.Close()
+	if st, err := os.Stat(path + "-wal"); err == nil && st.Size() > 0 {
+		t.Errorf("write-ahead log after Close = %d bytes, want none", st.Size())
+	}
 }

@@ -78,7 +78,7 @@ func HeaderPairs(a, b http.Header) []HeaderPair {
 func headerText(name string, vs []string) string {
 	masked := make([]string, len(vs))
 	for i, v := range vs {
-		masked[i] = MaskSignature(name, v)
+		masked[i] = MaskHeader(name, v)
 	}
 	return strings.Join(masked, ", ")
 }

@@ -103,7 +103,7 @@ var Ranges = []struct{ Value, Label string }{
 // Reasons are the rejection reasons the filter form offers.
 var Reasons = []string{"signature_mismatch", "missing_signature", "malformed_signature",
 	"timestamp_out_of_tolerance", "bad_timestamp", "missing_timestamp", "no_secret_configured",
-	"payload_too_large", "unsupported_encoding", "bad_encoding"}
+	"payload_too_large", "unsupported_encoding", "bad_encoding", "scheme_downgrade", "unreadable_body"}
 
 // typeLabel names a type filter option.
 func typeLabel(t string) string {

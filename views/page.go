@@ -97,6 +97,10 @@ func ReasonText(reason string) string {
 		return "This endpoint has no signing secret, so nothing can be verified. " +
 			"An admin adds the secret from Plaud's portal on the endpoint's page " +
 			"(or sets PLAUD_WEBHOOK_SECRET for the default endpoint)."
+	case "scheme_downgrade":
+		return "The devguide signature matches, but the body starts with a timestamp and a dot: " +
+			"it is the embedded scheme's signed text, sent without its Plaud-Timestamp. That is " +
+			"how an expired timestamped delivery would be replayed, so it is refused."
 	case "payload_too_large":
 		return "The body is larger than the configured limit; only its beginning was kept."
 	case "unsupported_encoding":
@@ -109,10 +113,20 @@ func ReasonText(reason string) string {
 	return reason
 }
 
-// MaskSignature shortens signature header values to their first 8 hex digits: enough to compare
-// with a sender's log, not enough to be useful to anyone else.
-func MaskSignature(name, value string) string {
+// credentialHeaders carry somebody's credentials (a proxy's basic auth, a cookie, an API key)
+// when a sender or a proxy adds them to a webhook request: they are stored as received and
+// replayed in original mode, but never shown.
+var credentialHeaders = map[string]bool{"authorization": true, "proxy-authorization": true,
+	"cookie": true, "x-api-key": true, "x-auth-token": true}
+
+// MaskHeader is a received header value as pages show it: a credential header hidden (only
+// its length is shown), signature values cut to their first 8 hex digits (enough to compare
+// with a sender's log, not enough to be useful to anyone else), anything else as received.
+func MaskHeader(name, value string) string {
 	n := strings.ToLower(name)
+	if credentialHeaders[n] {
+		return fmt.Sprintf("(hidden, %d bytes)", len(value))
+	}
 	if !strings.Contains(n, "signature") {
 		return value
 	}

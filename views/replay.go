@@ -121,7 +121,7 @@ func HeaderLines(h http.Header) [][2]string {
 	var out [][2]string
 	for _, k := range keys {
 		for _, v := range h[k] {
-			out = append(out, [2]string{k, MaskSignature(k, v)})
+			out = append(out, [2]string{k, MaskHeader(k, v)})
 		}
 	}
 	return out

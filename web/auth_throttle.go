@@ -28,6 +28,7 @@ const (
 type loginThrottle struct {
 	mu        sync.Mutex
 	keys      map[string]*loginFailures // guarded by mu
+	inflight  map[string]int            // attempts between begin and end, per key; guarded by mu
 	lastSweep time.Time                 // guarded by mu
 }
 
@@ -59,6 +60,56 @@ func userKey(u string) string    { return "user " + strings.ToLower(strings.Trim
 func (t *loginThrottle) wait(addr, username string, now time.Time) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.waitLocked(addr, username, now)
+}
+
+// begin is wait for a sign-in that is about to check a password. When neither key is backing
+// off it reserves the attempt until end is called, and it refuses (for a second) an attempt
+// that would pass the free failures once the attempts already in flight are counted, or, past
+// them, any attempt while another is in flight: a burst sent all at once checks no more
+// passwords than the same attempts sent one after another.
+func (t *loginThrottle) begin(addr, username string, now time.Time) (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if wait, first := t.waitLocked(addr, username, now); wait > 0 {
+		return wait, first
+	}
+	keys := [2]struct {
+		key  string
+		free int
+	}{{addrKey(addr), loginFreeAddr}, {userKey(username), loginFreeUser}}
+	for _, k := range keys {
+		failures := 0
+		if f := t.keys[k.key]; f != nil && now.Sub(f.last) <= loginForget {
+			failures = f.n
+		}
+		// Past the free failures (a back-off just ended), one attempt at a time.
+		if t.inflight[k.key] >= max(k.free-failures, 1) {
+			return time.Second, false
+		}
+	}
+	if t.inflight == nil {
+		t.inflight = map[string]int{}
+	}
+	for _, k := range keys {
+		t.inflight[k.key]++
+	}
+	return 0, false
+}
+
+// end releases an attempt reserved by begin, after its outcome was recorded (fail, succeed).
+func (t *loginThrottle) end(addr, username string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range []string{addrKey(addr), userKey(username)} {
+		if t.inflight[k]--; t.inflight[k] <= 0 {
+			delete(t.inflight, k)
+		}
+	}
+}
+
+// waitLocked is wait; caller must hold mu.
+func (t *loginThrottle) waitLocked(addr, username string, now time.Time) (time.Duration, bool) {
 	var wait time.Duration
 	var first bool
 	for _, k := range []string{addrKey(addr), userKey(username)} {

@@ -90,3 +90,62 @@ func BenchmarkCheckPassword(b *testing.B) {
 		checkPassword(string(hash), "wrong horse battery")
 	}
 }
+
+// TestSafeNext keeps every post-login redirect on this site, including the spellings browsers
+// turn into another host (tabs and line breaks dropped, a backslash read as a slash).
+func TestSafeNext(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/events?type=x", "/events?type=x"},
+		{"/transcripts/3#seg-2", "/transcripts/3#seg-2"},
+		{"", "/"},
+		{"https://evil.example/", "/"},
+		{"//evil.example", "/"},
+		{"/\\evil.example", "/"},
+		{"/\t/evil.example", "/"},
+		{"/\n/evil.example", "/"},
+		{"/\r\n/evil.example", "/"},
+		{"/x\\y", "/"},
+		{"/\x7f/evil.example", "/"},
+		{"events", "/"},
+	}
+	for _, tt := range tests {
+		if got := safeNext(tt.in); got != tt.want {
+			t.Errorf("safeNext(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestLoginThrottleInFlight: attempts in flight count against the free failures, so a burst
+// cannot check more passwords at once than a sequence of attempts could.
+func TestLoginThrottleInFlight(t *testing.T) {
+	var th loginThrottle
+	now := time.Unix(1796299200, 0)
+	for i := range loginFreeUser {
+		if wait, _ := th.begin("10.0.0.1", "ann", now); wait != 0 {
+			t.Fatalf("attempt %d in flight: wait %v, want 0", i+1, wait)
+		}
+	}
+	if wait, _ := th.begin("10.0.0.2", "ann", now); wait <= 0 {
+		t.Fatalf("attempt %d with %d in flight: wait 0, want a refusal", loginFreeUser+1, loginFreeUser)
+	}
+
+	// One ends without failing (a right password): room for one more. The others fail: the
+	// username backs off as after ten failures in a row.
+	th.succeed("ann")
+	th.end("10.0.0.1", "ann")
+	if wait, _ := th.begin("10.0.0.2", "ann", now); wait != 0 {
+		t.Fatalf("after one attempt ended: wait %v, want 0", wait)
+	}
+	th.end("10.0.0.2", "ann")
+	for range loginFreeUser - 1 {
+		th.fail("10.0.0.1", "ann", now)
+		th.end("10.0.0.1", "ann")
+	}
+	th.fail("10.0.0.2", "ann", now)
+	if wait, _ := th.begin("10.0.0.3", "ann", now); wait != loginBackoff {
+		t.Errorf("after %d failures: wait %v, want %v", loginFreeUser, wait, loginBackoff)
+	}
+	if len(th.inflight) != 0 {
+		t.Errorf("in flight after every attempt ended: %v", th.inflight)
+	}
+}

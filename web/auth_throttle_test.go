@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/plaudhook/plaudhook/db"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // advance moves the server's clock forward.
@@ -141,5 +143,50 @@ func TestLoginThrottlePerAddress(t *testing.T) {
 	advance(e, 31*time.Second)
 	if resp, _ := signInAttempt(t, e, "admin", testPassword); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("admin after the back-off = %d, want 303", resp.StatusCode)
+	}
+}
+
+// TestLoginThrottleBurst sends forty sign-ins for one username at once, one of them with the
+// right password: no more passwords are checked than ten attempts in a row would allow, and the
+// others are refused with 429 before their password is looked at. The user's hash is costly
+// (as a real one should be), so that every attempt arrives while the first are still checked.
+func TestLoginThrottleBurst(t *testing.T) {
+	e := newEnv(t)
+	slow, err := bcrypt.GenerateFromPassword([]byte(testPassword), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.CreateUser(context.Background(), "slowpoke", string(slow), db.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	const burst = 40
+	codes := make(chan int, burst)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			password := "wrong password"
+			if i == burst-1 {
+				password = testPassword
+			}
+			resp, _ := signInAttempt(t, e, "slowpoke", password)
+			codes <- resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[http.StatusUnauthorized]+count[http.StatusSeeOther] > 10 || count[http.StatusTooManyRequests] < burst-10 {
+		t.Errorf("burst answers = %v, want at most 10 passwords checked and the rest 429", count)
+	}
+	if got := countAudit(t, e, "login.failed"); got > 10 {
+		t.Errorf("login.failed entries = %d, want at most 10", got)
 	}
 }

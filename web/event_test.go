@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -319,6 +320,39 @@ func TestEventRowC1(t *testing.T) {
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestCredentialHeadersHidden: a webhook request that carries credentials of its own (a proxy's
+// basic auth, a cookie, an API key) is stored as received, but no page shows their values.
+func TestCredentialHeadersHidden(t *testing.T) {
+	e := newEnv(t)
+	h := signed(signature.SchemeDevguide, b1, testNow)
+	h.Set("Authorization", "Basic cHJveHk6aHVudGVyMg==")
+	h.Set("Cookie", "plaudhook_session=leakme")
+	h.Set("X-Api-Key", "key_leakme_0123")
+	resp, body := e.post("/webhook", h, b1)
+	if resp.StatusCode != 200 {
+		t.Fatalf("post = %d %s", resp.StatusCode, body)
+	}
+	ds, _ := e.db.FindDeliveries(context.Background(), db.DeliveryFilter{})
+	if len(ds) != 1 {
+		t.Fatalf("deliveries = %d", len(ds))
+	}
+	d, _ := e.db.FindDeliveryByID(context.Background(), ds[0].ID)
+	if d.Header.Get("Cookie") != "plaudhook_session=leakme" {
+		t.Errorf("stored Cookie = %q, want it kept as received", d.Header.Get("Cookie"))
+	}
+	for _, u := range []string{"/deliveries/" + strconv.FormatInt(d.ID, 10), "/events/" + strconv.FormatInt(d.EventID, 10)} {
+		_, page := get(t, e.client("viewer"), e.ts.URL+u)
+		for _, secret := range []string{"cHJveHk6aHVudGVyMg==", "leakme", "key_leakme_0123"} {
+			if strings.Contains(page, secret) {
+				t.Errorf("%s shows %q", u, secret)
+			}
+		}
+		if !strings.Contains(page, "(hidden, 26 bytes)") {
+			t.Errorf("%s does not say the Authorization header is hidden", u)
 		}
 	}
 }

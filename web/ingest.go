@@ -71,9 +71,21 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		ContentEncoding: strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))),
 	}
 
-	// Read the raw body, decoding gzip, never more than the limit plus one byte. Nothing reads
-	// the form or parses JSON before the signature is checked.
-	wire, body, status, reason := s.readBody(w, r, d.ContentEncoding)
+	// Read the raw body, decoding gzip, never more than the limit plus one byte, and within
+	// the memory all requests may hold at once (budget.go). Nothing reads the form or parses
+	// JSON before the signature is checked.
+	charge := &bodyCharge{b: &s.bodies}
+	defer charge.release()
+	wire, body, status, reason := s.readBody(w, r, d.ContentEncoding, charge)
+	if reason == reasonBusy {
+		s.log.Warn("webhook refused: bodies in memory at their budget", "endpoint", slug,
+			"in_use_bytes", s.bodies.inUse(), slogRequest(r))
+		s.metrics.delivered(slug, "unstored", db.IngestResult{}, 0)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, ingestReply{Status: "error", Reason: reasonBusy,
+			Message: "too many large deliveries at once; retry in a few seconds"})
+		return
+	}
 	d.Body = body
 	d.Size = int64(len(body))
 	if reason == "payload_too_large" {
@@ -165,12 +177,16 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 
 // readBody returns the decoded body (and the wire bytes when they differ), or a status and
 // reason to reject with. Over the limit, the body returned is what was read so far.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, encoding string) (wire, body []byte, status int, reason string) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, encoding string, charge *bodyCharge) (wire, body []byte, status int, reason string) {
 	limit := s.cfg.BodyLimit
+	in := charge.wrap(r.Body)
 
 	switch encoding {
 	case "", "identity":
-		body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		body, err := io.ReadAll(io.LimitReader(in, limit+1))
+		if errors.Is(err, errBodyBudget) {
+			return nil, nil, http.StatusServiceUnavailable, reasonBusy
+		}
 		if err != nil {
 			return nil, body, http.StatusBadRequest, "unreadable_body"
 		}
@@ -179,7 +195,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, encoding strin
 		}
 		return nil, body, 0, ""
 	case "gzip", "x-gzip":
-		wire, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+		wire, err := io.ReadAll(io.LimitReader(in, limit+1))
+		if errors.Is(err, errBodyBudget) {
+			return nil, nil, http.StatusServiceUnavailable, reasonBusy
+		}
 		if err != nil {
 			return nil, wire, http.StatusBadRequest, "unreadable_body"
 		}
@@ -190,8 +209,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, encoding strin
 		if err != nil {
 			return nil, wire, http.StatusBadRequest, "bad_encoding"
 		}
-		// Inflate at most limit+1 bytes: a gzip bomb stops there.
-		body, err := io.ReadAll(io.LimitReader(zr, limit+1))
+		// Inflate at most limit+1 bytes: a gzip bomb stops there, or at the budget.
+		body, err := io.ReadAll(io.LimitReader(charge.wrap(zr), limit+1))
+		if errors.Is(err, errBodyBudget) {
+			return nil, nil, http.StatusServiceUnavailable, reasonBusy
+		}
 		if int64(len(body)) > limit {
 			return wire, body, http.StatusRequestEntityTooLarge, "payload_too_large"
 		}
@@ -204,6 +226,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, encoding strin
 		return nil, body, http.StatusUnsupportedMediaType, "unsupported_encoding"
 	}
 }
+
+// reasonBusy answers a delivery refused because the bodies of all requests in flight reached
+// their memory budget (budget.go): not stored, 503, retried by the sender.
+const reasonBusy = "server_busy"
 
 // reject stores a rejected delivery (body capped) and answers the sender with the reason.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, d *db.Delivery, status int, reason, msg string) {
@@ -300,6 +326,9 @@ func rejectMessage(reason string, limit int64) string {
 		return "sha256= signature without Plaud-Timestamp"
 	case string(signature.ReasonNoSecret):
 		return "no signing secret is configured for this endpoint"
+	case string(signature.ReasonDowngrade):
+		return "the signature is valid only as the embedded scheme's signed text " +
+			"(timestamp.body) sent without its Plaud-Timestamp: refused as a replay"
 	}
 	return reason
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/web"
 	"github.com/plaudhook/plaudhook/web/signature"
 )
 
@@ -305,5 +307,69 @@ func TestIngestSkewMessages(t *testing.T) {
 				t.Errorf("message = %q, want %q", reply.Message, tt.want)
 			}
 		})
+	}
+}
+
+// TestIngestDowngradeRefused: an expired embedded delivery replayed as a devguide one (the
+// timestamp moved into the body, the same digest sent bare) is answered 400 scheme_downgrade
+// and kept in the rejected log, never stored as an event.
+func TestIngestDowngradeRefused(t *testing.T) {
+	e := newEnv(t)
+	old := testNow.Add(-30 * 24 * time.Hour)
+	ts := strconv.FormatInt(old.Unix(), 10)
+	sig := signed(signature.SchemeEmbedded, b1, old).Get(signature.HeaderSignature)
+	body := append([]byte(ts+"."), b1...)
+	h := http.Header{"Plaud-Signature": {strings.TrimPrefix(sig, "sha256=")}}
+	resp, reply := e.post("/webhook", h, body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(reply, `"reason":"scheme_downgrade"`) {
+		t.Fatalf("downgraded replay = %d %s, want 400 scheme_downgrade", resp.StatusCode, reply)
+	}
+	v := db.Rejected
+	ds, _ := e.db.FindDeliveries(context.Background(), db.DeliveryFilter{Verdict: &v})
+	if len(ds) != 1 || ds[0].Reason != "scheme_downgrade" {
+		t.Errorf("rejected log = %+v, want one scheme_downgrade row", ds)
+	}
+	if evs, _, _ := e.db.FindEvents(context.Background(), db.EventFilter{}); len(evs) != 0 {
+		t.Errorf("events = %d, want none", len(evs))
+	}
+}
+
+// TestIngestBodyMemory: the bodies all requests hold at once stay within Config.BodyMemory. A
+// delivery that would pass it (read as sent, or while a gzip body inflates) is answered 503
+// with Retry-After and not stored, its bytes are handed back, and deliveries that fit go on.
+func TestIngestBodyMemory(t *testing.T) {
+	e := newEnv(t, func(c *web.Config) { c.BodyMemory = 64 << 10 })
+	busy := func(name string, h http.Header, body []byte) {
+		t.Helper()
+		resp, reply := e.post("/webhook", h, body)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+			!strings.Contains(reply, `"reason":"server_busy"`) {
+			t.Errorf("%s = %d %s (Retry-After %q), want 503 server_busy", name, resp.StatusCode, reply,
+				resp.Header.Get("Retry-After"))
+		}
+	}
+
+	big := bytes.Repeat([]byte("x"), 100<<10)
+	busy("a plain body past the budget", signed(signature.SchemeDevguide, big, testNow), big)
+
+	// 10 MiB of zeros, a few kilobytes gzipped: the budget stops it as it inflates.
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write(make([]byte, 10<<20))
+	zw.Close()
+	h := signed(signature.SchemeDevguide, zipped.Bytes(), testNow)
+	h.Set("Content-Encoding", "gzip")
+	busy("a gzip bomb", h, zipped.Bytes())
+
+	// Nothing of either was stored, and every byte was handed back: a body that takes almost
+	// the whole budget fits, again and again.
+	if ds, _ := e.db.FindDeliveries(context.Background(), db.DeliveryFilter{}); len(ds) != 0 {
+		t.Errorf("deliveries after 503s = %d, want 0", len(ds))
+	}
+	for i := range 3 {
+		fits := []byte(fmt.Sprintf(`{"event":"x","id":"fits-%d","pad":"%s"}`, i, strings.Repeat("p", 60<<10)))
+		if resp, reply := e.post("/webhook", signed(signature.SchemeDevguide, fits, testNow), fits); resp.StatusCode != 200 {
+			t.Fatalf("a body within the budget, #%d = %d %s", i+1, resp.StatusCode, reply)
+		}
 	}
 }

@@ -115,7 +115,7 @@ func maskedHeader(h http.Header) map[string][]string {
 	out := map[string][]string{}
 	for k, vs := range h {
 		for _, v := range vs {
-			out[k] = append(out[k], views.MaskSignature(k, v))
+			out[k] = append(out[k], views.MaskHeader(k, v))
 		}
 	}
 	return out

@@ -45,6 +45,10 @@ type Config struct {
 	BodyLimit int64
 	// RejectedBodyCap is how much of a rejected body is kept for debugging.
 	RejectedBodyCap int
+	// BodyMemory bounds the bytes of webhook bodies (as received and decoded) that all
+	// requests together hold in memory; past it a delivery is answered 503 and retried.
+	// Default: DefaultBodyMemory, or four times BodyLimit when that is larger.
+	BodyMemory int64
 	// Tolerance is the accepted clock difference for the embedded scheme's timestamp.
 	Tolerance time.Duration
 	// Secrets returns the secrets an endpoint accepts.
@@ -117,9 +121,15 @@ type Server struct {
 	// (normalise.go). Wait waits for it.
 	after sync.WaitGroup
 
+	bodies bodyBudget // webhook bodies in memory, over all requests (budget.go)
+
 	keys keyCache      // each endpoint's secrets, values opened (secret.go)
 	self replay.Client // posts test events to this server's own webhooks (endpoint.go)
 }
+
+// DefaultBodyMemory is the default Config.BodyMemory: room for ten bodies at the default 25 MiB
+// limit, read and decoded at once, and for thousands of Plaud's usual few-kilobyte ones.
+const DefaultBodyMemory = 256 << 20
 
 // NewServer builds the server and its routes.
 func NewServer(cfg Config, store Store) *Server {
@@ -131,6 +141,9 @@ func NewServer(cfg Config, store Store) *Server {
 	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = 25 << 20
+	}
+	if cfg.BodyMemory <= 0 {
+		cfg.BodyMemory = max(DefaultBodyMemory, 4*cfg.BodyLimit)
 	}
 	if cfg.RejectedBodyCap <= 0 {
 		cfg.RejectedBodyCap = 64 << 10
@@ -167,6 +180,7 @@ func NewServer(cfg Config, store Store) *Server {
 		log:      cfg.Logger.With("component", "web"),
 		now:      cfg.Now,
 	}
+	s.bodies.max = cfg.BodyMemory
 	s.cookies = newCookieStore(cfg)
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)

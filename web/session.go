@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -156,10 +157,11 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 	// While the address or the username is backing off, refuse before checking anything: the
 	// answer must not tell whether the password would have been right.
-	if wait, first := s.team.logins.wait(addr, username, s.now()); wait > 0 {
+	if wait, first := s.team.logins.begin(addr, username, s.now()); wait > 0 {
 		s.refuseLogin(w, r, username, wait, first)
 		return
 	}
+	defer s.team.logins.end(addr, username)
 
 	u, err := s.store.FindUserByUsername(r.Context(), typed)
 	if err != nil && !errors.Is(err, db.ErrNotFound) {
@@ -280,10 +282,15 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// safeNext keeps post-login redirects on this site.
+// safeNext keeps post-login redirects on this site: a path on this host, nothing else.
+// Browsers drop tabs and line breaks from a Location and read a backslash as a slash, so
+// "/\t/evil.example" or "/\\evil.example" would lead off-site: any of them refuses the value.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
-		strings.HasPrefix(next, "/\\") {
+	bad := strings.ContainsFunc(next, func(c rune) bool { return c < 0x20 || c == 0x7f || c == '\\' })
+	if next == "" || bad || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
 		return "/"
 	}
 	return next

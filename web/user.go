@@ -80,12 +80,13 @@ func (s *Server) handlePasswordUpdate(w http.ResponseWriter, r *http.Request) {
 	refuse := func(status int, msg string) {
 		s.renderAccount(w, r, status, views.AccountProps{PasswordError: msg})
 	}
-	if wait, _ := s.team.logins.wait(addr, a.user.Username, s.now()); wait > 0 {
+	if wait, _ := s.team.logins.begin(addr, a.user.Username, s.now()); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		refuse(http.StatusTooManyRequests,
 			"Too many wrong passwords. Wait "+humanWait(wait)+" and try again.")
 		return
 	}
+	defer s.team.logins.end(addr, a.user.Username)
 	if !checkPassword(a.user.PasswordHash, current) {
 		s.team.logins.fail(addr, a.user.Username, s.now())
 		s.audit(r, "password.failed", "user "+a.user.Username, "wrong current password")

@@ -23,6 +23,7 @@ type Config struct {
 	Secrets     []string      // signing secrets of the default endpoint
 	SecretFile  string        // file holding signing secrets, one per line or comma-separated
 	BodyLimit   int64         // bytes
+	BodyMemory  int64         // bytes of webhook bodies all requests may hold at once; 0: default
 	Tolerance   time.Duration // embedded-scheme timestamp tolerance
 	LogLevel    string
 	LogFormat   string
@@ -73,6 +74,9 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		"public URL of the dashboard; https:// marks cookies Secure (PLAUDHOOK_BASE_URL)")
 	limit := fs.String("body-limit", env("PLAUDHOOK_BODY_LIMIT", "25MiB"),
 		"largest webhook body accepted, e.g. 25MiB (PLAUDHOOK_BODY_LIMIT)")
+	bodyMem := fs.String("body-memory", env("PLAUDHOOK_BODY_MEMORY", ""),
+		"memory all webhook bodies in flight may use together; past it deliveries get 503 "+
+			"(default 256MiB, or 4× --body-limit) (PLAUDHOOK_BODY_MEMORY)")
 	tol := fs.String("tolerance", env("PLAUDHOOK_TOLERANCE", "5m"),
 		"accepted clock difference of Plaud-Timestamp (PLAUDHOOK_TOLERANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("PLAUDHOOK_LOG_LEVEL", c.LogLevel),
@@ -110,6 +114,12 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	var err error
 	if c.BodyLimit, err = parseSize(*limit); err != nil || c.BodyLimit < 1024 {
 		problems = append(problems, fmt.Sprintf("--body-limit %q: want a size of at least 1KiB, like 25MiB", *limit))
+	}
+	if *bodyMem != "" {
+		if c.BodyMemory, err = parseSize(*bodyMem); err != nil || c.BodyMemory < c.BodyLimit {
+			problems = append(problems, fmt.Sprintf("--body-memory %q: want a size no smaller "+
+				"than --body-limit, like 256MiB", *bodyMem))
+		}
 	}
 	if c.Tolerance, err = time.ParseDuration(*tol); err != nil || c.Tolerance <= 0 {
 		problems = append(problems, fmt.Sprintf("--tolerance %q: want a positive duration, like 5m", *tol))

@@ -128,8 +128,9 @@ func (m *Main) Run(ctx context.Context) error {
 	sendCmd := m.sendCommand(secretFile)
 
 	m.Server = web.NewServer(web.Config{
-		BodyLimit: c.BodyLimit,
-		Tolerance: c.Tolerance,
+		BodyLimit:  c.BodyLimit,
+		BodyMemory: c.BodyMemory,
+		Tolerance:  c.Tolerance,
 		Secrets: func(_ context.Context, endpointID int64) []signature.Secret {
 			if endpointID == 1 { // the default endpoint, created by the first migration
 				return secrets

@@ -50,6 +50,11 @@ const (
 	ReasonTimestampSkew  Reason = "timestamp_out_of_tolerance"
 	ReasonNoSecret       Reason = "no_secret_configured"
 	ReasonTooManyEntries Reason = "too_many_signatures"
+	// ReasonDowngrade: a devguide signature that matches a body shaped like the embedded
+	// scheme's signed text ("<timestamp>.<body>"). Both schemes share the secret, so an expired
+	// embedded delivery could otherwise be sent again as a devguide one with the timestamp moved
+	// into the body, and get past the timestamp tolerance.
+	ReasonDowngrade Reason = "scheme_downgrade"
 )
 
 // MaxCandidates is how many signature values of one delivery are tried at most. A header listing
@@ -144,6 +149,10 @@ func (v Verifier) Verify(h http.Header, body []byte, secrets []Secret) Result {
 
 	for i := range secrets {
 		if matchAny(digests, Compute(SchemeDevguide, secrets[i].Key, "", body)) {
+			if embeddedShape(body) {
+				res.Reason = ReasonDowngrade
+				return res
+			}
 			res.OK = true
 			res.Secret = &secrets[i]
 			return res
@@ -151,6 +160,21 @@ func (v Verifier) Verify(h http.Header, body []byte, secrets []Secret) Result {
 	}
 	res.Reason = ReasonMismatch
 	return res
+}
+
+// embeddedShape reports whether body begins like the embedded scheme's signed text: a
+// timestamp as Verify accepts one (an optional sign, then digits), then a dot. No Plaud payload
+// does; an embedded signature moved onto a devguide delivery does.
+func embeddedShape(body []byte) bool {
+	i := 0
+	if i < len(body) && (body[i] == '+' || body[i] == '-') {
+		i++
+	}
+	digits := i
+	for i < len(body) && body[i] >= '0' && body[i] <= '9' {
+		i++
+	}
+	return i > digits && i < len(body) && body[i] == '.'
 }
 
 // Detect names the scheme a delivery's headers claim: a Plaud-Timestamp header or a "sha256="

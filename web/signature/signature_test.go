@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -270,6 +271,33 @@ func BenchmarkVerifyThousandCandidates(b *testing.B) {
 	for b.Loop() {
 		if v.Verify(h, b1, s).OK {
 			b.Fatal("the 1,001st value was tried")
+		}
+	}
+}
+
+// TestDowngradeRefused: an embedded delivery long past its tolerance, sent again as a devguide
+// one with "<timestamp>." moved into the body, carries a valid devguide signature; it is refused
+// as a downgrade, whatever the sign or length of the timestamp. Bodies that merely start with
+// digits, or with a dot, still verify.
+func TestDowngradeRefused(t *testing.T) {
+	v := signature.Verifier{Tolerance: 5 * time.Minute, Now: func() time.Time { return caseNow }}
+	secrets := []signature.Secret{{Label: "S", Key: caseSecret}}
+	old := caseNow.Add(-30 * 24 * time.Hour)
+	embedded := signature.Sign(signature.SchemeEmbedded, caseSecret, old, b1)
+	if r := v.Verify(embedded, b1, secrets); r.Reason != signature.ReasonTimestampSkew {
+		t.Fatalf("the expired embedded delivery = %+v, want %s", r, signature.ReasonTimestampSkew)
+	}
+	for _, ts := range []string{strconv.FormatInt(old.Unix(), 10), "+" + strconv.FormatInt(old.Unix(), 10), "-5", "0"} {
+		body := append([]byte(ts+"."), b1...)
+		h := header("Plaud-Signature", devguideOver(caseSecret, body))
+		if r := v.Verify(h, body, secrets); r.OK || r.Reason != signature.ReasonDowngrade {
+			t.Errorf("%s.<body> as devguide = %+v, want %s", ts, r, signature.ReasonDowngrade)
+		}
+	}
+	for _, body := range []string{"12345", "12 .x", ".5", "v1.2", `{"n":1.5}`} {
+		h := header("Plaud-Signature", devguideOver(caseSecret, []byte(body)))
+		if r := v.Verify(h, []byte(body), secrets); !r.OK {
+			t.Errorf("%q as devguide = %+v, want verified", body, r)
 		}
 	}
 }
