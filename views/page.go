@@ -113,18 +113,29 @@ func ReasonText(reason string) string {
 	return reason
 }
 
-// credentialHeaders carry somebody's credentials (a proxy's basic auth, a cookie, an API key)
-// when a sender or a proxy adds them to a webhook request: they are stored as received and
-// replayed in original mode, but never shown.
-var credentialHeaders = map[string]bool{"authorization": true, "proxy-authorization": true,
-	"cookie": true, "x-api-key": true, "x-auth-token": true}
+// credentialWords mark a header that carries somebody's credentials (a proxy's basic auth, a
+// cookie, an API key or token) when a sender or a proxy adds it to a webhook request: such a
+// header is stored as received and replayed in original mode, but never shown. Names are
+// matched by these words, not by a list, since every gateway spells its own.
+var credentialWords = []string{"auth", "cookie", "token", "secret", "password", "passwd",
+	"session", "apikey", "api-key", "api_key", "access-key", "access_key", "credential"}
+
+// isCredentialHeader reports whether a header's name says it carries credentials.
+func isCredentialHeader(lowerName string) bool {
+	for _, w := range credentialWords {
+		if strings.Contains(lowerName, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // MaskHeader is a received header value as pages show it: a credential header hidden (only
 // its length is shown), signature values cut to their first 8 hex digits (enough to compare
 // with a sender's log, not enough to be useful to anyone else), anything else as received.
 func MaskHeader(name, value string) string {
 	n := strings.ToLower(name)
-	if credentialHeaders[n] {
+	if isCredentialHeader(n) {
 		return fmt.Sprintf("(hidden, %d bytes)", len(value))
 	}
 	if !strings.Contains(n, "signature") {

@@ -74,7 +74,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	// Read the raw body, decoding gzip, never more than the limit plus one byte, and within
 	// the memory all requests may hold at once (budget.go). Nothing reads the form or parses
 	// JSON before the signature is checked.
-	charge := &bodyCharge{b: &s.bodies}
+	charge := &bodyCharge{b: &s.bodies, addr: d.RemoteAddr}
 	defer charge.release()
 	wire, body, status, reason := s.readBody(w, r, d.ContentEncoding, charge)
 	if reason == reasonBusy {

@@ -180,7 +180,7 @@ func NewServer(cfg Config, store Store) *Server {
 		log:      cfg.Logger.With("component", "web"),
 		now:      cfg.Now,
 	}
-	s.bodies.max = cfg.BodyMemory
+	s.bodies.setMax(cfg.BodyMemory)
 	s.cookies = newCookieStore(cfg)
 	s.streams, s.stopStreams = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)

@@ -329,3 +329,29 @@ func TestOpsConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestBaseURLSecureCookie: behind a TLS-terminating proxy plaudhook itself speaks plain HTTP,
+// and an https:// --base-url is what marks the session cookie Secure.
+func TestBaseURLSecureCookie(t *testing.T) {
+	for _, tt := range []struct {
+		base   string
+		secure bool
+	}{{"https://plaudhook.office.example", true}, {"http://plaudhook.office.example", false}, {"", false}} {
+		m := mustRunMain(t, time.Time{}, func(c *Config) { c.BaseURL = tt.base })
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.PostForm(m.URL()+"/login", url.Values{"username": {"admin"}, "password": {adminPassword}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var cookie *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "plaudhook_session" {
+				cookie = ck
+			}
+		}
+		if cookie == nil || cookie.Secure != tt.secure || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode {
+			t.Errorf("base URL %q: session cookie = %+v, want Secure=%v, HttpOnly, SameSite=Lax", tt.base, cookie, tt.secure)
+		}
+	}
+}

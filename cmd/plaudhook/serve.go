@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -45,6 +46,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	m := &Main{Config: c, Logger: newLogger(c, stderr), Args0: os.Args[0]}
+
+	// Webhook bodies are charged to a budget as they are read (web/budget.go), but the buffers
+	// they outgrow while being read are left to the garbage collector: a soft memory limit
+	// makes it collect them before they pile up far past the budget. GOMEMLIMIT, when set, wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		bodies := c.BodyMemory
+		if bodies == 0 {
+			bodies = max(web.DefaultBodyMemory, 4*c.BodyLimit)
+		}
+		debug.SetMemoryLimit(2*bodies + 256<<20)
+	}
 	if err := m.Run(ctx); err != nil {
 		return err
 	}
