@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/plaudhook/plaudhook/db"
+	"github.com/plaudhook/plaudhook/views"
 	"github.com/plaudhook/plaudhook/web/plaud"
 	"github.com/plaudhook/plaudhook/web/signature"
 )
@@ -277,9 +278,9 @@ func tooLargeMessage(r *http.Request, d *db.Delivery, limit int64) string {
 	plain := d.ContentEncoding == "" || d.ContentEncoding == "identity"
 	if plain && r.ContentLength > limit {
 		d.Size = r.ContentLength
-		return fmt.Sprintf("payload too large (%d > %d bytes)", d.Size, limit)
+		return views.TooLargeText(d.Size, limit)
 	}
-	return fmt.Sprintf("payload too large (more than %d bytes)", limit)
+	return views.TooLargeText(0, limit)
 }
 
 // skewMessage tells a timestamp too old from one in the future; "" for any other outcome, which
@@ -307,7 +308,7 @@ func skewMessage(res signature.Result, tolerance time.Duration) string {
 func rejectMessage(reason string, limit int64) string {
 	switch reason {
 	case "payload_too_large":
-		return fmt.Sprintf("payload too large (more than %d bytes)", limit)
+		return views.TooLargeText(0, limit)
 	case "unsupported_encoding":
 		return "Content-Encoding not supported; send identity or gzip"
 	case "bad_encoding":
