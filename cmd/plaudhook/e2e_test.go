@@ -272,3 +272,41 @@ func TestLogFormatJSON(t *testing.T) {
 		t.Errorf("try-it command = %q", cmd)
 	}
 }
+
+// TestTryItWithSecretFile: with the secrets in PLAUD_WEBHOOK_SECRET_FILE (rotation: two of
+// them), the try-it command names that file, and it works as printed.
+func TestTryItWithSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(file, []byte("first_secret_of_two\nsecond_secret_of_two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseServeFlags([]string{"--addr", "127.0.0.1:0", "--db", filepath.Join(dir, "p.db")},
+		func(k string) string {
+			if k == "PLAUD_WEBHOOK_SECRET_FILE" {
+				return file
+			}
+			return ""
+		}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	m := &Main{Config: c, Logger: slog.New(slog.NewTextHandler(logs, nil)), Args0: "plaudhook"}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	match := regexp.MustCompile(`command=("(?:[^"\\]|\\.)*")`).FindStringSubmatch(logs.String())
+	if match == nil {
+		t.Fatalf("no try-it line in the log:\n%s", logs.String())
+	}
+	command, _ := strconv.Unquote(match[1])
+	if !strings.Contains(command, "--secret-file "+file) {
+		t.Fatalf("try-it command = %q, want it to name %s", command, file)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), strings.Fields(command)[1:], nil, &out, &errOut); err != nil {
+		t.Fatalf("%s: %v\n%s%s", command, err, out.String(), errOut.String())
+	}
+}

@@ -80,7 +80,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("url", "http://127.0.0.1:8080/webhook", "webhook URL (loopback only)")
-	secret := fs.String("secret", os.Getenv("PLAUD_WEBHOOK_SECRET"), "signing secret (default $PLAUD_WEBHOOK_SECRET)")
+	secret := fs.String("secret", "", "signing secret (default $PLAUD_WEBHOOK_SECRET)")
 	secretFile := fs.String("secret-file", "", "read the signing secret from this file")
 	conc := fs.Int("concurrency", 16, "parallel senders (1-1024)")
 	dur := fs.Duration("duration", 10*time.Second, "how long to send (at most 10m)")
@@ -94,6 +94,9 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *secret == "" {
+		*secret = os.Getenv("PLAUD_WEBHOOK_SECRET") // never a flag default: -h would print it
 	}
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)

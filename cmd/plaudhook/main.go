@@ -40,9 +40,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "plaudhook:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // "-h" asked for the help it printed: not a failure
 		}
+		fmt.Fprintln(os.Stderr, "plaudhook:", err)
 		os.Exit(2)
 	}
 }
@@ -114,7 +115,7 @@ Commands:
   bench     measure ingest against a bare net/http handler (what make bench runs)
   backup    write a consistent copy of the database while the server runs
   reindex   rebuild recordings and transcripts from every stored event (after an upgrade)
-  version   print the version
+  version   print the version (also --version)
 
 Run "plaudhook COMMAND -h" for a command's flags ("plaudhook serve -h" for the server's).
 `

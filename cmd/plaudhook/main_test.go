@@ -6,11 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -133,10 +136,23 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 
-	// The server's own flags, with the flag package's help error (exit status 2, no server).
+	// The server's own flags, with the flag package's help error (main exits 0 on it, and no
+	// server starts).
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"serve", "-h"}, nil, &out, &errOut)
-	if err == nil || !bytes.Contains(errOut.Bytes(), []byte("-addr")) {
+	if !errors.Is(err, flag.ErrHelp) || !bytes.Contains(errOut.Bytes(), []byte("-addr")) {
 		t.Errorf("serve -h: %v, printed %q; want the server's flags", err, errOut.String())
+	}
+
+	// A token or secret in the environment is never printed as a flag's default.
+	t.Setenv("PLAUDHOOK_TOKEN", "ph_token_from_env_0123")
+	t.Setenv("PLAUD_WEBHOOK_SECRET", "whsec_from_env_4567")
+	for _, cmd := range []string{"replay", "send", "loadtest"} {
+		var out, errOut bytes.Buffer
+		run(context.Background(), []string{cmd, "-h"}, nil, &out, &errOut)
+		help := out.String() + errOut.String()
+		if !strings.Contains(help, "-") || strings.Contains(help, "ph_token_from_env") || strings.Contains(help, "whsec_from_env") {
+			t.Errorf("%s -h printed %q: want its flags and no value from the environment", cmd, help)
+		}
 	}
 }

@@ -28,8 +28,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	server := fs.String("server", envOr("PLAUDHOOK_URL", "http://127.0.0.1:8080"),
 		"the plaudhook server (PLAUDHOOK_URL)")
-	token := fs.String("token", os.Getenv("PLAUDHOOK_TOKEN"),
-		"an API token of an operator or admin (PLAUDHOOK_TOKEN)")
+	token := fs.String("token", "", "an API token of an operator or admin (default $PLAUDHOOK_TOKEN)")
 	tokenFile := fs.String("token-file", "", "read the API token from this file")
 	to := fs.String("to", "", "send to this URL")
 	target := fs.String("target", "", "or to this saved target (name or id)")
@@ -51,6 +50,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *token == "" {
+		*token = os.Getenv("PLAUDHOOK_TOKEN") // never a flag default: -h would print it
 	}
 	if idArg == "" && fs.NArg() > 0 {
 		idArg = fs.Arg(0)

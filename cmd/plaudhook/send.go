@@ -21,7 +21,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("url", "http://127.0.0.1:8080/webhook", "webhook URL to POST to")
-	secret := fs.String("secret", os.Getenv("PLAUD_WEBHOOK_SECRET"), "signing secret (default $PLAUD_WEBHOOK_SECRET)")
+	secret := fs.String("secret", "", "signing secret (default $PLAUD_WEBHOOK_SECRET)")
 	secretFile := fs.String("secret-file", "", "read the signing secret from this file")
 	name := fs.String("sample", "", "built-in sample to send (see -list); \"all\" sends every one")
 	file := fs.String("file", "", "send this file's bytes instead of a sample")
@@ -34,6 +34,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *secret == "" {
+		*secret = os.Getenv("PLAUD_WEBHOOK_SECRET") // never a flag default: -h would print it
 	}
 	if *list {
 		for _, n := range sample.Names() {

@@ -114,15 +114,20 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	secretFile := ""
+	generated := "" // the file of a secret generated for trying plaudhook
 	if len(c.Secrets) == 0 {
-		if secretFile, c.Secrets, err = m.generatedSecret(); err != nil {
+		if generated, c.Secrets, err = m.generatedSecret(); err != nil {
 			return err
 		}
 	}
+	// The try-it command names the file the secret is in, when there is one.
+	secretFile := generated
+	if secretFile == "" {
+		secretFile = c.SecretFile
+	}
 	secrets := make([]signature.Secret, len(c.Secrets))
 	for i, s := range c.Secrets {
-		secrets[i] = signature.Secret{Label: envSecretLabel(i, len(c.Secrets), secretFile), Key: []byte(s)}
+		secrets[i] = signature.Secret{Label: envSecretLabel(i, len(c.Secrets), generated), Key: []byte(s)}
 	}
 	// Shown read-only as "from environment" beside the stored ones, with match counts.
 	if secrets, err = syncEnvSecrets(ctx, m.DB, secrets); err != nil {
