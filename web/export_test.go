@@ -70,6 +70,20 @@ func parseCues(t *testing.T, out string, timing *regexp.Regexp) []cue {
 	return cues
 }
 
+// checkCues compares parsed cues with the wanted ones, out being the whole export.
+func checkCues(t *testing.T, out string, cues, want []cue) {
+	t.Helper()
+	if len(cues) != len(want) {
+		t.Fatalf("cues = %d, want %d:\n%s", len(cues), len(want), out)
+	}
+	for i, c := range cues {
+		if c.id != want[i].id || c.timing != want[i].timing ||
+			strings.Join(c.text, "\n") != strings.Join(want[i].text, "\n") {
+			t.Errorf("cue %d = %+v, want %+v", i+1, c, want[i])
+		}
+	}
+}
+
 func TestExportSRT(t *testing.T) {
 	out := string(exportSRT(exportSample()))
 	timing := regexp.MustCompile(`^\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}$`)
@@ -81,15 +95,7 @@ func TestExportSRT(t *testing.T) {
 			[]string{"Speaker 2: Revenue <b>up</b> & costs -> down.", "Next slide."}},
 		{"3", "01:02:03,004 --> 01:02:03,004", []string{"Thanks, all."}},
 	}
-	if len(cues) != len(want) {
-		t.Fatalf("cues = %d, want %d:\n%s", len(cues), len(want), out)
-	}
-	for i, c := range cues {
-		if c.id != want[i].id || c.timing != want[i].timing ||
-			strings.Join(c.text, "\n") != strings.Join(want[i].text, "\n") {
-			t.Errorf("cue %d = %+v, want %+v", i+1, c, want[i])
-		}
-	}
+	checkCues(t, out, cues, want)
 }
 
 func TestExportVTT(t *testing.T) {
@@ -106,15 +112,7 @@ func TestExportVTT(t *testing.T) {
 			[]string{"<v Speaker 2>Revenue &lt;b&gt;up&lt;/b&gt; &amp; costs --&gt; down.", "Next slide."}},
 		{"seg-3", "01:02:03.004 --> 01:02:03.004", []string{"Thanks, all."}},
 	}
-	if len(cues) != len(want) {
-		t.Fatalf("cues = %d, want %d:\n%s", len(cues), len(want), out)
-	}
-	for i, c := range cues {
-		if c.id != want[i].id || c.timing != want[i].timing ||
-			strings.Join(c.text, "\n") != strings.Join(want[i].text, "\n") {
-			t.Errorf("cue %d = %+v, want %+v", i+1, c, want[i])
-		}
-	}
+	checkCues(t, out, cues, want)
 }
 
 func TestCueTime(t *testing.T) {
