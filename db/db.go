@@ -108,7 +108,13 @@ type DB struct {
 	ckDone chan struct{}
 	// pageSize is the database's page size, which is also a log frame's; walTruncations
 	// counts the checkpoints that paused writes because the log passed WALLimit.
-	pageSize       int64
+	pageSize int64
+
+	ackBuckets     [][2]int64         // bucket, upper bound: the ack latency histogram (db/bookkeeping.go)
+	indexStmt      *sql.Stmt          // bodyIndexQuery on the readers (db/bookkeeping.go)
+	slugStmt       *sql.Stmt          // an endpoint's id by slug, on the readers (EndpointIDBySlug)
+	shapeIDs       map[shapeKey]int64 // the writer's memory of schema shape ids (db/bookkeeping.go)
+	rowsQueries    map[rowsKey]string // multi-row statements by shape, writer only (db/ingest.go)
 	walTruncations atomic.Int64
 }
 
@@ -187,6 +193,26 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
 			db.log.Warn("restrict database file mode", "file", path+suffix, "error", err)
 		}
+	}
+	// The bookkeeping marker never outlives a writer transaction; clear any left by a bug.
+	if _, err := w.ExecContext(ctx, `DELETE FROM ingest_batch`); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := db.loadAckBuckets(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	db.indexStmt, err = r.PrepareContext(ctx, bodyIndexQuery)
+	if err == nil {
+		db.slugStmt, err = r.PrepareContext(ctx, `SELECT id FROM endpoints WHERE slug = ?`)
+	}
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open database readers: %w", err)
 	}
 	if err := db.startCheckpointer(ctx, dsn); err != nil {
 		w.Close()

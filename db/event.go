@@ -29,6 +29,9 @@ type Event struct {
 	Unexpected bool
 	// Drift says how its fields differ from those its type usually has; set by FillDrift.
 	Drift Drift
+	// Index is what storing the event adds to the search index and schema drift; CreateDelivery
+	// reads it from the body when it is nil.
+	Index *BodyIndex
 }
 
 // EventFilter selects events for FindEvents. Nil fields are unset.
@@ -123,7 +126,14 @@ func (db *DB) FindEvents(ctx context.Context, f EventFilter) ([]Event, int64, er
 // EndpointIDBySlug returns the id of the endpoint with slug, or ErrNotFound.
 func (db *DB) EndpointIDBySlug(ctx context.Context, slug string) (int64, error) {
 	var id int64
-	err := db.r.QueryRowContext(ctx, `SELECT id FROM endpoints WHERE slug = ?`, slug).Scan(&id)
+	// Every webhook asks: the statement is prepared once (db.go), not parsed per delivery.
+	var row *sql.Row
+	if db.slugStmt != nil {
+		row = db.slugStmt.QueryRowContext(ctx, slug)
+	} else { // a read-only database (OpenReadOnly)
+		row = db.r.QueryRowContext(ctx, `SELECT id FROM endpoints WHERE slug = ?`, slug)
+	}
+	err := row.Scan(&id)
 	if err == sql.ErrNoRows {
 		return 0, fmt.Errorf("endpoint %q: %w", slug, ErrNotFound)
 	}

@@ -32,7 +32,7 @@ func (db *DB) countSecretMatches(ctx context.Context, tx *sql.Tx, batch []*job) 
 		t.last = max(t.last, micros(d.ReceivedAt))
 	}
 	for id, t := range counts {
-		if _, err := tx.ExecContext(ctx, `
+		if _, err := db.txExec(ctx, tx, `
 			UPDATE secrets SET match_count = match_count + ?,
 				last_matched_at = max(coalesce(last_matched_at, 0), ?)
 			WHERE id = ?`, t.n, t.last, id); err != nil {
@@ -46,7 +46,8 @@ func (db *DB) countSecretMatches(ctx context.Context, tx *sql.Tx, batch []*job) 
 // in.Delivery describes, inside the ingest transaction, then stores its event through the same
 // upsert as any ingested delivery (so a repeat of a stored event is counted, not duplicated).
 // It fails with ErrConflict when the row is no longer a rejected delivery with its whole body.
-func (db *DB) promoteDelivery(ctx context.Context, tx *sql.Tx, in *Ingest) (IngestResult, error) {
+func (db *DB) promoteDelivery(ctx context.Context, tx *sql.Tx, j *job) (IngestResult, error) {
+	in := j.in
 	d := &in.Delivery
 	out := IngestResult{DeliveryID: in.Promote}
 	if in.Event == nil {
@@ -66,5 +67,14 @@ func (db *DB) promoteDelivery(ctx context.Context, tx *sql.Tx, in *Ingest) (Inge
 		return out, fmt.Errorf("promote delivery %d: not a rejected delivery with its whole body: %w",
 			in.Promote, ErrConflict)
 	}
-	return db.upsertEvent(ctx, tx, in, out)
+	if err := db.upsertEvent(ctx, tx, j, in.Promote, &out); err != nil {
+		return out, err
+	}
+	// The row's triggers fill in its event type and move it in the rollups.
+	if _, err := db.txExec(ctx, tx,
+		`UPDATE deliveries SET event_id = ?, duplicate = ? WHERE id = ?`,
+		out.EventID, out.Duplicate, in.Promote); err != nil {
+		return out, fmt.Errorf("link delivery to event: %w", err)
+	}
+	return out, nil
 }

@@ -110,6 +110,22 @@
         timer = window.setTimeout(flush, FLUSH_MS);
       }
     });
+    // Under a burst the server sends only the newest rows and counts the rest in a "skipped"
+    // message: they arrived, but showing them needs a reload.
+    var signal = region.querySelector("[data-stream-signal]");
+    if (signal) {
+      signal.addEventListener("htmx:sseMessage", function (e) {
+        var n = e.detail && e.detail.type === "skipped" ? parseInt(e.detail.data, 10) : 0;
+        if (!(n > 0)) {
+          return;
+        }
+        arrived += n;
+        overflow = true;
+        if (!timer) {
+          timer = window.setTimeout(flush, FLUSH_MS);
+        }
+      });
+    }
     bar.querySelector("[data-show-new]").addEventListener("click", show);
   });
 

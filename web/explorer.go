@@ -290,39 +290,126 @@ func (s *Server) parseStreamFilter(q url.Values) (*streamFilter, error) {
 }
 
 // streamWants decides whether a live message goes to a filtered stream: rows of the other list
-// never do, rows of its list only when they match (asked of the database, so a live row
-// matches exactly when the page would show it).
+// (and messages of other pages) never do, rows of its list only when they match. The message's
+// facts answer when they can; otherwise the database is asked, so a live row matches exactly
+// when the page would show it.
 func (s *Server) streamWants(ctx context.Context, sf *streamFilter, m live.Message) bool {
 	if sf == nil {
 		return true
 	}
+	if ok, decided := sf.matchFacts(&m); decided {
+		return ok
+	}
 	var ok bool
 	var err error
-	switch {
-	case strings.HasPrefix(m.Name, "event-"):
-		if sf.list != "events" {
-			return false
-		}
-		if sf.all {
-			return true
-		}
+	if sf.list == "events" {
 		ok, err = s.store.EventMatches(ctx, sf.events, m.EventID)
-	case strings.HasPrefix(m.Name, "delivery-"):
-		if sf.list != "deliveries" {
-			return false
-		}
-		if sf.all {
-			return true
-		}
+	} else {
 		ok, err = s.store.DeliveryMatches(ctx, sf.deliveries, m.ID)
-	default:
-		return true // resync and messages of other pages
 	}
 	if err != nil {
 		s.log.Warn("match live row against filter", "error", err)
 		return false
 	}
 	return ok
+}
+
+// wantsGroup reports whether a stream with this filter may want live messages of group g (see
+// stream.go): a list's stream wants only the rows of that list.
+func (sf *streamFilter) wantsGroup(g int) bool {
+	switch {
+	case sf == nil:
+		return true
+	case sf.list == "events":
+		return g == groupEventNew || g == groupEventUpdate
+	default:
+		return g == groupDelivery
+	}
+}
+
+// byType reports whether the filter selects an event type.
+func (sf *streamFilter) byType() bool {
+	return sf != nil && (sf.events.EventType != nil || sf.deliveries.EventType != nil)
+}
+
+// matchFacts decides from a live message's facts alone whether it belongs on the stream.
+// decided is false when they cannot tell: a search, or a fact the message does not carry. It
+// mirrors the conditions of db.EventMatches and db.DeliveryMatches.
+func (sf *streamFilter) matchFacts(m *live.Message) (ok, decided bool) {
+	switch {
+	case strings.HasPrefix(m.Name, "event-"):
+		if sf.list != "events" {
+			return false, true
+		}
+		if sf.all {
+			return true, true
+		}
+		f := sf.events
+		return rowFacts(m, f.EndpointID, f.EndpointSlug, f.EventType, f.Since, f.Until,
+			f.Duplicates, f.Search)
+	case strings.HasPrefix(m.Name, "delivery-"):
+		if sf.list != "deliveries" {
+			return false, true
+		}
+		if sf.all {
+			return true, true
+		}
+		f := sf.deliveries
+		if f.Verdict != nil && string(*f.Verdict) != m.Verdict {
+			return false, true
+		}
+		if f.Reason != nil && (m.Verdict != string(db.Rejected) || m.Reason != *f.Reason) {
+			return false, true
+		}
+		if f.EventID != nil && m.EventID != *f.EventID {
+			return false, true
+		}
+		return rowFacts(m, f.EndpointID, f.EndpointSlug, f.EventType, f.Since, f.Until,
+			f.Duplicates, f.Search)
+	default:
+		return false, true // a list shows only its own rows
+	}
+}
+
+// rowFacts checks the conditions events and deliveries share against a message's facts.
+func rowFacts(m *live.Message, endpointID *int64, slug, typ *string, since, until *time.Time,
+	dup *bool, search *string) (ok, decided bool) {
+	decided = search == nil
+	if endpointID != nil {
+		if m.EndpointID == 0 {
+			decided = false
+		} else if m.EndpointID != *endpointID {
+			return false, true
+		}
+	}
+	if slug != nil {
+		if m.Endpoint == "" {
+			decided = false
+		} else if m.Endpoint != *slug {
+			return false, true
+		}
+	}
+	if typ != nil {
+		if !m.TypeKnown {
+			decided = false
+		} else if m.EventType != *typ {
+			return false, true
+		}
+	}
+	if since != nil || until != nil {
+		if m.Received.IsZero() {
+			decided = false
+		} else {
+			at := m.Received.UnixMicro() // stored as microseconds
+			if since != nil && at < since.UnixMicro() || until != nil && at >= until.UnixMicro() {
+				return false, true
+			}
+		}
+	}
+	if dup != nil && *dup != m.Duplicate {
+		return false, true
+	}
+	return decided, decided
 }
 
 // listExportFormat reads the format parameter of a list export.

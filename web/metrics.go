@@ -63,7 +63,7 @@ func newMetrics(s *Server) *metrics {
 		}, func() float64 { return float64(s.hub.Len()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "plaudhook_streams_dropped_total",
-			Help: "Event streams closed for falling behind.",
+			Help: "Event streams closed because their client stopped reading.",
 		}, func() float64 { return float64(s.hub.DroppedCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "plaudhook_database_bytes",

@@ -157,9 +157,16 @@ func (s *Server) normaliseAfterCommit(ctx context.Context, d db.Delivery) {
 			return
 		}
 		if res.TranscriptCreated && s.hub.Len() > 0 {
-			if m, ok := s.transcriptMessage(ctx, d.ID, d.EventID); ok {
-				s.hub.Publish(m)
-			}
+			// Read and rendered only if a stream writes it; not under this work's deadline,
+			// which ends when it returns.
+			rctx := context.WithoutCancel(ctx)
+			s.hub.Add(live.NewItem(live.Message{ID: d.ID, Name: "transcript-new",
+				Group: groupTranscript}, func() (string, bool) {
+				rctx, cancel := context.WithTimeout(rctx, streamRenderTimeout)
+				defer cancel()
+				m, ok := s.transcriptMessage(rctx, d.ID, d.EventID)
+				return m.Data, ok
+			}))
 		}
 	})
 }

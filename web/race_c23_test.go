@@ -299,12 +299,13 @@ func TestC23FaultAfterCommit(t *testing.T) {
 				faults.hang = make(chan struct{})
 			}
 			e := c23Env(t, io.Discard, func(d *db.DB) web.Store { faults.DB = d; return faults })
-			if hang {
-				t.Cleanup(func() { close(faults.hang) }) // before the server waits for handlers
-			}
 
-			// An open page, so the delivery is rendered after its commit.
+			// An open page, so the delivery is rendered after its commit (by the stream, the
+			// first time it writes the row).
 			ts := streamServer(t, e.env, 0)
+			if hang {
+				t.Cleanup(func() { close(faults.hang) }) // before the servers wait for handlers
+			}
 			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/events/stream", nil)
 			req.Header.Set("Cookie", sessionCookie(t, e.env, "viewer"))
 			stream, err := http.DefaultClient.Do(req)

@@ -335,25 +335,45 @@ func (s *Server) startStream(w http.ResponseWriter) *http.ResponseController {
 }
 
 // pumpStream writes sub's messages (skipping ids up to last) and heartbeats until the client
-// leaves, the server shuts down, the subscription is dropped or the credentials stop working.
+// leaves, the server shuts down, the stream falls behind or the credentials stop working. A
+// stream the topic's ring left behind ends; its browser reconnects with Last-Event-ID and gets
+// what it missed from the database.
 func (s *Server) pumpStream(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, sub *live.Subscription, last int64) {
 	ctx := r.Context()
 	a, _ := ctx.Value(authKey{}).(*auth)
 	tick := time.NewTicker(s.cfg.Heartbeat)
 	defer tick.Stop()
+	var items []*live.Item
+	var out []byte
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.streams.Done():
 			return
-		case <-sub.Dropped:
-			return
-		case m := <-sub.C:
-			if m.ID <= last && m.ID != 0 {
+		case <-sub.Ready():
+			items = items[:0]
+			lost := sub.Take().Newest(func(it *live.Item) bool {
+				items = append(items, it)
+				return true
+			})
+			if lost > 0 {
+				return
+			}
+			out = out[:0]
+			for i := len(items) - 1; i >= 0; i-- {
+				if id := items[i].Head().ID; id <= last && id != 0 {
+					continue
+				}
+				if frame, ok := items[i].Frame(); ok {
+					out = append(out, frame...)
+				}
+			}
+			clear(items)
+			if len(out) == 0 {
 				continue
 			}
-			if err := s.writeMessage(w, rc, m); err != nil {
+			if err := s.writeChunk(w, rc, out); err != nil {
 				return
 			}
 		case <-tick.C:

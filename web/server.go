@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -84,6 +85,10 @@ type Config struct {
 	// StreamWriteTimeout is how long one write to an event stream may block before the stream
 	// is dropped as not reading (default 10 s).
 	StreamWriteTimeout time.Duration
+	// StreamInterval is the least time between two writes of new rows to one event stream
+	// (default 250 ms, as often as the live lists redraw). A stream that has been quiet writes
+	// the next row at once; under a burst it writes the newest rows on this beat.
+	StreamInterval time.Duration
 	// DiskWarnBytes shows a low-disk warning on pages when less than this is free beside the
 	// database (default 1 GiB; a negative value turns the warning off).
 	DiskWarnBytes int64
@@ -114,6 +119,9 @@ type Server struct {
 	// streams ends every open event stream when cancelled (CloseStreams, on shutdown).
 	streams     context.Context
 	stopStreams context.CancelFunc
+	// typeStreams counts the open streams of lists filtered by event type: while there are
+	// any, a published delivery carries its event's type, so they need not ask the database.
+	typeStreams atomic.Int64
 
 	rp replayState // outbound replays, forwarding and bulk replays (replayer.go)
 
@@ -166,16 +174,19 @@ func NewServer(cfg Config, store Store) *Server {
 	if cfg.StreamWriteTimeout <= 0 {
 		cfg.StreamWriteTimeout = 10 * time.Second
 	}
+	if cfg.StreamInterval <= 0 {
+		cfg.StreamInterval = 250 * time.Millisecond
+	}
 	if cfg.DiskWarnBytes == 0 {
 		cfg.DiskWarnBytes = 1 << 30
 	}
-	// Each open stream may fall this many messages behind (two per delivery) before it is
-	// dropped and its browser resumes from the database.
-	const streamBuffer = 256
+	// The live hub keeps this many messages (two per delivery) for all open streams together;
+	// a stream that falls further behind is told how many it missed (stream.go).
+	const streamRing = 4096
 	s := &Server{
 		cfg:      cfg,
 		store:    store,
-		hub:      live.NewHub(streamBuffer),
+		hub:      live.NewHub(streamRing),
 		verifier: signature.Verifier{Tolerance: cfg.Tolerance, Now: cfg.Now},
 		log:      cfg.Logger.With("component", "web"),
 		now:      cfg.Now,

@@ -2,83 +2,189 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/plaudhook/plaudhook/db"
 	"github.com/plaudhook/plaudhook/views"
 	"github.com/plaudhook/plaudhook/web/live"
+	"github.com/plaudhook/plaudhook/web/plaud"
 )
 
 // resumeWindow is how many missed deliveries a reconnecting stream is sent from the database;
 // one that missed more is told to reload instead.
 const resumeWindow = 1000
 
-// streamBatchBytes caps one write of queued messages to a stream.
+// streamBatchBytes caps one write of new rows to a stream; rows that do not fit are counted as
+// skipped.
 const streamBatchBytes = 256 << 10
 
-// publishDelivery renders the live messages for a committed delivery and hands them to the hub.
+// streamRowsMax is the most rows of one kind a stream writes at once: a live list holds back at
+// most this many new rows (PENDING_MAX in app.js) and asks for a reload beyond that, so older
+// ones would be thrown away by the browser anyway. They are counted in a "skipped" message
+// instead.
+const streamRowsMax = 50
+
+// streamChecksMax bounds the filter queries one write of a filtered stream may make, for rows
+// whose facts cannot say whether they match (a search); rows left unchecked are counted as
+// skipped, as if they matched.
+const streamChecksMax = 1024
+
+// streamRenderTimeout bounds the read behind a live row rendered on demand: the streams that
+// write the row wait for it, and a row it could not render is left out.
+const streamRenderTimeout = 5 * time.Second
+
+// The groups of live messages (live.Message.Group): each kind of row has its own limit per
+// write, and its own count of rows skipped.
+const (
+	groupDelivery    = iota // delivery-verified, delivery-rejected: rows of the delivery list
+	groupEventNew           // event-new: a row of the event list
+	groupEventUpdate        // event-update: a replacement for a row already shown
+	groupTranscript         // transcript-new: a row of the transcript list
+	groupOther
+)
+
+// publishDelivery hands the live messages of a committed delivery to the hub. Nothing is
+// rendered or read here: each row is rendered when a stream first writes it, and a row no
+// stream writes (a burst larger than any list shows) is never rendered at all.
 func (s *Server) publishDelivery(ctx context.Context, d db.Delivery, out db.IngestResult) {
-	// Nobody watching: skip rendering (and its read) altogether. A stream that opens right now
-	// subscribes before reading its backlog, so it still gets this delivery from the database.
+	// Nobody watching: skip it altogether. A stream that opens right now subscribes before
+	// reading its backlog, so it still gets this delivery from the database.
 	if s.hub.Len() == 0 {
 		return
 	}
-	for _, m := range s.renderDelivery(ctx, d) {
-		s.hub.Publish(m)
+	for _, it := range s.deliveryItems(ctx, d) {
+		s.hub.Add(it)
 	}
 }
 
-// renderDelivery turns one delivery into the stream messages that describe it: the delivery row,
-// and for a verified one its event row (new, or a replacement when it repeats an event). The
-// same function serves live publishing and replay from the database on reconnect.
+// deliveryItems returns the hub items of a delivery: its row, and for a verified one its event's
+// row (new, or a replacement when it repeats an event).
+func (s *Server) deliveryItems(ctx context.Context, d db.Delivery) []*live.Item {
+	// The event's type, for lists filtered by type, is read from the body only while such a
+	// list is open. A repeat's event keeps the type it was stored with: the database knows.
+	typ, known := "", d.Verdict != db.Verified
+	if d.Verdict == db.Verified && !d.Duplicate && s.typeStreams.Load() > 0 {
+		typ, known = plaud.ParseEnvelope(d.Body).EventType, true
+	}
+	// The rows show neither body nor headers, and the hub must not hold on to them.
+	d.Body, d.Header = nil, nil
+
+	row, ev, hasEvent := deliveryHeads(d)
+	row.EventType, row.TypeKnown = typ, known
+	items := []*live.Item{live.NewItem(row, func() (string, bool) { return s.renderDeliveryRow(ctx, d) })}
+	if !hasEvent {
+		return items
+	}
+	ev.EventType, ev.TypeKnown = typ, known
+	if !d.Duplicate {
+		ev.Received = d.ReceivedAt // a new event was first received now
+	}
+	id, dup := d.EventID, d.Duplicate
+	items = append(items, live.NewItem(ev, func() (string, bool) {
+		// Every stream that writes the row waits for this read: bound it.
+		rctx, cancel := context.WithTimeout(ctx, streamRenderTimeout)
+		defer cancel()
+		data, _, ok := s.renderEventRow(rctx, id, dup)
+		return data, ok
+	}))
+	return items
+}
+
+// deliveryHeads returns the facts of a delivery's row and, when it is verified, of its event's
+// row: everything but the rendered data.
+func deliveryHeads(d db.Delivery) (row, ev live.Message, hasEvent bool) {
+	row = live.Message{ID: d.ID, Name: "delivery-rejected", Group: groupDelivery,
+		EndpointID: d.EndpointID, Endpoint: d.Endpoint, EventID: d.EventID,
+		Verdict: string(d.Verdict), Reason: d.Reason, Duplicate: d.Duplicate, Received: d.ReceivedAt}
+	if d.Verdict == db.Verified {
+		row.Name = "delivery-verified"
+	}
+	if d.Verdict != db.Verified || d.EventID == 0 {
+		return row, ev, false
+	}
+	ev = live.Message{ID: d.ID, Name: "event-new", Group: groupEventNew,
+		EndpointID: d.EndpointID, Endpoint: d.Endpoint, EventID: d.EventID,
+		Verdict: string(d.Verdict), Duplicate: d.Duplicate}
+	if d.Duplicate {
+		ev.Name, ev.Group = "event-update", groupEventUpdate
+	}
+	return row, ev, true
+}
+
+// renderDelivery turns one delivery into the stream messages that describe it, rendered now:
+// what a reconnecting stream is sent from the database, and what re-verifying a delivery
+// publishes.
 func (s *Server) renderDelivery(ctx context.Context, d db.Delivery) []live.Message {
 	var msgs []live.Message
+	row, ev, hasEvent := deliveryHeads(d)
+	if d.Verdict != db.Verified {
+		row.TypeKnown = true // a rejected delivery has no event, so no type
+	}
+	if data, ok := s.renderDeliveryRow(ctx, d); ok {
+		row.Data = data
+		msgs = append(msgs, row)
+	}
+	if !hasEvent {
+		return msgs
+	}
+	data, e, ok := s.renderEventRow(ctx, d.EventID, d.Duplicate)
+	if !ok {
+		return msgs
+	}
+	ev.Data = data
+	ev.EndpointID, ev.Endpoint, ev.EventType, ev.TypeKnown = e.EndpointID, e.Endpoint, e.EventType, true
+	ev.Received, ev.Duplicate = e.FirstReceivedAt, e.DeliveryCount > 1
+	return append(msgs, ev)
+}
+
+func (s *Server) renderDeliveryRow(ctx context.Context, d db.Delivery) (string, bool) {
 	var buf bytes.Buffer
-
-	name := "delivery-rejected"
-	if d.Verdict == db.Verified {
-		name = "delivery-verified"
+	if err := views.DeliveryRow(d).Render(ctx, &buf); err != nil {
+		s.log.Warn("render live delivery", "delivery_id", d.ID, "error", err)
+		return "", false
 	}
-	views.DeliveryRow(d).Render(ctx, &buf)
-	msgs = append(msgs, live.Message{ID: d.ID, Name: name, Data: buf.String(),
-		EndpointID: d.EndpointID, EventID: d.EventID})
+	return buf.String(), true
+}
 
-	if d.Verdict != db.Verified || d.EventID == 0 {
-		return msgs
-	}
-	e, err := s.store.FindEventByID(ctx, d.EventID)
+// renderEventRow reads an event back and renders its row (oob: as a replacement for the row
+// already shown), marked for schema drift like a row of a page load (explorer.go).
+func (s *Server) renderEventRow(ctx context.Context, id int64, oob bool) (string, db.Event, bool) {
+	e, err := s.store.FindEventByID(ctx, id)
 	if err != nil {
-		s.log.Warn("render live event", "event_id", d.EventID, "error", err)
-		return msgs
+		s.log.Warn("render live event", "event_id", id, "error", err)
+		return "", e, false
 	}
-	// A live row is marked for schema drift like a row of a page load (explorer.go).
 	es := []db.Event{e}
 	if err := s.store.FillDrift(ctx, es); err != nil {
 		s.log.Warn("mark schema drift", "event_id", e.ID, "error", err)
 	}
 	e = es[0]
-	buf.Reset()
-	name = "event-new"
-	if d.Duplicate {
-		name = "event-update"
+	var buf bytes.Buffer
+	if err := views.EventRow(e, oob).Render(ctx, &buf); err != nil {
+		s.log.Warn("render live event", "event_id", id, "error", err)
+		return "", e, false
 	}
-	views.EventRow(e, d.Duplicate).Render(ctx, &buf)
-	msgs = append(msgs, live.Message{ID: d.ID, Name: name, Data: buf.String(),
-		EndpointID: e.EndpointID, EventType: e.EventType, EventID: e.ID})
-	return msgs
+	return buf.String(), e, true
 }
 
 // handleEventStream serves GET /events/stream: server-sent events for every stored delivery.
 // A browser that reconnects with Last-Event-ID first gets what it missed, from the database.
 // A list page passes list=events|deliveries and its filters: the stream then sends only the
 // rows of that list that match them (explorer.go).
+//
+// A quiet stream writes a new row the moment it is published. Under a burst it writes at most
+// every StreamInterval, and then only the newest rows of each kind (streamRowsMax), followed by
+// a "skipped" message counting the rows it left out: a browser cannot show more than that, and
+// the list asks for a reload to see them (app.js). A stream that reads slower than deliveries
+// arrive is therefore never dropped for it; only one whose client stops reading is.
 func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
@@ -86,6 +192,10 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.respondError(w, r, err)
 		return
+	}
+	if sf.byType() {
+		s.typeStreams.Add(1)
+		defer s.typeStreams.Add(-1)
 	}
 
 	// This stream outlives the server's write timeout by design: clear it for this response
@@ -121,51 +231,31 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	st := &eventStream{s: s, ctx: ctx, sf: sf, sub: sub, replayed: last, lastID: last,
+		updated: map[int64]bool{}}
 	a, _ := ctx.Value(authKey{}).(*auth)
-	var batch strings.Builder
 	tick := time.NewTicker(s.cfg.Heartbeat)
 	defer tick.Stop()
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
+	defer pause.Stop()
+	// wrote is when rows were last written (zero: the stream has been quiet); a write made on
+	// the beat counts as made on it, so a busy stream keeps to the beat.
+	var wrote, beat time.Time
+	var paused <-chan time.Time
 	for {
+		// While waiting out the interval the stream does not listen to the hub: however many
+		// rows arrive meanwhile, it wakes once.
+		var ready <-chan struct{}
+		if paused == nil {
+			ready = sub.Ready()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.streams.Done():
 			// The server is shutting down: end the stream so Shutdown need not wait for it.
 			return
-		case <-sub.Dropped:
-			// Fell behind: end the stream; the browser reconnects with Last-Event-ID.
-			s.log.Warn("stream dropped for falling behind", slogRequest(r))
-			return
-		case m := <-sub.C:
-			// Take every message already waiting and send them in one write: under load a
-			// stream costs one write per burst, not one per message.
-			batch.Reset()
-			for more := true; more; {
-				if (m.ID > last || m.ID == 0) && // not already sent from the backlog
-					s.streamWants(ctx, sf, m) { // a row of this list, and not filtered out
-					batch.WriteString(m.Frame())
-				}
-				if batch.Len() >= streamBatchBytes {
-					break
-				}
-				select {
-				case m = <-sub.C:
-				default:
-					more = false
-				}
-			}
-			if batch.Len() == 0 {
-				continue
-			}
-			if err := s.writeRaw(w, rc, batch.String()); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					// The client stopped reading: drop the stream, as the hub does with one
-					// whose buffer is full.
-					sub.Drop()
-					s.log.Warn("stream dropped for not reading", slogRequest(r))
-				}
-				return
-			}
 		case <-tick.C:
 			// A heartbeat keeps proxies from closing an idle stream, and the session check
 			// ends the stream of a user who signed out or was disabled.
@@ -175,8 +265,174 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			if err := s.writeRaw(w, rc, ": heartbeat\n\n"); err != nil {
 				return
 			}
+			continue
+		case <-ready:
+			if beat = s.nextStreamWrite(wrote); time.Now().Before(beat) {
+				pause.Reset(time.Until(beat))
+				paused = pause.C
+				continue
+			}
+			beat = time.Now()
+		case <-paused:
+			paused = nil
+		}
+		out := st.next()
+		if len(out) == 0 {
+			continue
+		}
+		if err := s.writeChunk(w, rc, out); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The client stopped reading: drop the stream (DroppedCount counts it).
+				sub.Drop()
+				s.log.Warn("stream dropped for not reading", slogRequest(r))
+			}
+			return
+		}
+		wrote = beat
+	}
+}
+
+// nextStreamWrite is when a stream that last wrote rows at wrote may write again: at least
+// StreamInterval later, and on the interval's beat, so that busy streams write at the same
+// moments, pick the same newest rows and share their rendering. A stream that has been quiet
+// longer than the interval may write at once.
+func (s *Server) nextStreamWrite(wrote time.Time) time.Time {
+	iv := s.cfg.StreamInterval
+	due := wrote.Add(iv)
+	at := due.Truncate(iv)
+	if at.Before(due) {
+		at = at.Add(iv)
+	}
+	return at
+}
+
+// eventStream is what one open event stream keeps between writes.
+type eventStream struct {
+	s        *Server
+	ctx      context.Context
+	sf       *streamFilter
+	sub      *live.Subscription
+	replayed int64 // newest delivery id sent from the database: live copies up to it are not resent
+	lastID   int64 // id of the newest delivery the stream accounted for
+
+	picks   []*live.Item   // reused between writes
+	updated map[int64]bool // events whose replacement row this write already carries
+	out     []byte
+}
+
+// next takes what was published since the last write and returns what to write now (nil:
+// nothing). Per kind of row it sends the newest streamRowsMax that the stream wants, oldest
+// first, then one "skipped" message with the number of rows it left out: those beyond the
+// limit, and those the hub's ring lost before the stream came to read them (for a filtered
+// list, lost rows are counted as if they matched).
+func (st *eventStream) next() []byte {
+	b := st.sub.Take()
+	if b.Len() == 0 {
+		return nil
+	}
+	// Whether a row is wanted follows from its kind alone on an unfiltered stream: once every
+	// kind has its rows, older ones need not even be looked at (they are counted, not read).
+	exact := st.sf == nil || st.sf.all
+	var sent, ruledOut, seen [live.Groups]int
+	checks, size := streamChecksMax, 0
+	picks := st.picks[:0]
+	clear(st.updated)
+	newest := int64(0)
+
+	b.Newest(func(it *live.Item) bool {
+		m := it.Head()
+		g := m.Group
+		seen[g]++
+		newest = max(newest, m.ID)
+		if !st.sf.wantsGroup(g) {
+			return true
+		}
+		if m.ID != 0 && m.ID <= st.replayed {
+			ruledOut[g]++ // sent from the database already
+			return true
+		}
+		full := sent[g] >= streamRowsMax || size >= streamBatchBytes
+		if !exact {
+			ok, decided := st.sf.matchFacts(m)
+			if !decided && checks > 0 {
+				checks--
+				ok, decided = st.s.streamWants(st.ctx, st.sf, *m), true
+			}
+			if !decided {
+				return true // not known: counted as skipped
+			}
+			if !ok {
+				ruledOut[g]++
+				return true
+			}
+		}
+		if full {
+			return !exact || !st.allSent(b, &sent, &seen)
+		}
+		if g == groupEventUpdate && st.updated[m.EventID] {
+			ruledOut[g]++ // a newer replacement of the same row is already in this write
+			return true
+		}
+		frame, ok := it.Frame()
+		if !ok {
+			ruledOut[g]++
+			return true
+		}
+		if g == groupEventUpdate {
+			st.updated[m.EventID] = true
+		}
+		picks = append(picks, it)
+		sent[g]++
+		size += len(frame)
+		return !exact || !st.allSent(b, &sent, &seen)
+	})
+	skipped := 0
+	for g := range live.Groups {
+		// A replacement row left out only leaves an older copy of the row on the page: it is
+		// not a row the list is missing.
+		if g == groupEventUpdate || !st.sf.wantsGroup(g) {
+			continue
+		}
+		skipped += b.Count(g) - sent[g] - ruledOut[g]
+	}
+	if len(picks) == 0 && skipped <= 0 {
+		clear(picks)
+		st.picks = picks[:0]
+		return nil
+	}
+
+	// Handlers publish a committed batch in whatever order they finish: write the rows in
+	// delivery order (a delivery's row before its event's), so that ids only grow.
+	slices.SortStableFunc(picks, func(a, b *live.Item) int { return cmp.Compare(b.Head().ID, a.Head().ID) })
+	out := st.out[:0]
+	for i := len(picks) - 1; i >= 0; i-- {
+		frame, _ := picks[i].Frame()
+		out = append(out, frame...)
+	}
+	clear(picks) // the ring alone decides how long items live
+	st.picks = picks[:0]
+	st.lastID = max(st.lastID, newest)
+	if skipped > 0 {
+		// Its id is the newest delivery this write accounts for, so a reconnect resumes after
+		// it rather than replaying the rows left out.
+		if st.lastID > 0 {
+			out = fmt.Appendf(out, "id: %d\n", st.lastID)
+		}
+		out = fmt.Appendf(out, "event: skipped\ndata: %d\n\n", skipped)
+	}
+	st.out = out[:0]
+	return out
+}
+
+// allSent reports whether every kind the stream wants has all the rows one write may carry, or
+// has none left in the batch to look at.
+func (st *eventStream) allSent(b live.Batch, sent, seen *[live.Groups]int) bool {
+	for g := range live.Groups {
+		if st.sf.wantsGroup(g) && sent[g] < streamRowsMax && seen[g] < b.Count(g) {
+			return false
 		}
 	}
+	return true
 }
 
 // replayMissed sends the deliveries after last from the database, or a resync message when
@@ -204,7 +460,7 @@ func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, last i
 			}
 		}
 		// A transcript the event created (normalise.go publishes it live separately).
-		if m, ok := s.missedTranscript(ctx, d); ok {
+		if m, ok := s.missedTranscript(ctx, d); ok && s.streamWants(ctx, sf, m) {
 			if err := s.writeMessage(w, nil, m); err != nil {
 				return last, err
 			}
@@ -221,10 +477,14 @@ func (s *Server) writeMessage(w http.ResponseWriter, rc *http.ResponseController
 }
 
 func (s *Server) writeRaw(w http.ResponseWriter, rc *http.ResponseController, text string) error {
+	return s.writeChunk(w, rc, []byte(text))
+}
+
+func (s *Server) writeChunk(w http.ResponseWriter, rc *http.ResponseController, p []byte) error {
 	if rc != nil {
 		rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
 	}
-	if _, err := w.Write([]byte(text)); err != nil {
+	if _, err := w.Write(p); err != nil {
 		return err
 	}
 	if rc == nil {

@@ -174,3 +174,89 @@ func TestStreamEndsOnLogout(t *testing.T) {
 		t.Fatal("stream still open 5 s after logout")
 	}
 }
+
+// TestStreamBurst: under a burst a stream writes on its beat, only the newest rows a list can
+// hold back, and counts the rest in "skipped" messages: every delivery is accounted for exactly
+// once, in order, and a reconnect from the last id resumes after the burst, not inside it.
+func TestStreamBurst(t *testing.T) {
+	const burst = 150
+	e := newEnv(t, func(c *webConfig) { c.StreamInterval = 2 * time.Second })
+	c := e.client("viewer")
+	open := func(last string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/events/stream?list=deliveries", nil)
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		resp, err := c.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("open stream: %v %v", resp, err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	resp := open("")
+	waitFor(t, "the stream to open", func() bool { return e.srv.Hub().Len() == 1 })
+
+	// A quiet stream writes the first row at once.
+	sendDeliveries(t, e, e.ts.URL, 1, 64)
+	first, _ := readEvents(t, resp, func(ev []sseEvent, _ int) bool { return len(ev) >= 1 })
+	if first[0].name != "delivery-verified" {
+		t.Fatalf("first message %+v, want the delivery row", first[0])
+	}
+
+	start := time.Now()
+	sendDeliveries(t, e, e.ts.URL, burst, 256)
+	sent := time.Since(start)
+	rows, skipped, skips := 0, 0, 0
+	var ids []int
+	events, _ := readEvents(t, resp, func(ev []sseEvent, _ int) bool {
+		if len(ev) == len(ids) {
+			return false // a heartbeat
+		}
+		m := ev[len(ev)-1]
+		switch {
+		case m.name == "skipped":
+			n, err := strconv.Atoi(strings.TrimSpace(m.data))
+			if err != nil || n <= 0 {
+				t.Errorf("skipped data %q", m.data)
+			}
+			skipped += n
+			skips++
+		case strings.HasPrefix(m.name, "delivery-"):
+			rows++
+		default:
+			t.Errorf("a deliveries stream sent %q", m.name)
+		}
+		id, _ := strconv.Atoi(m.id)
+		ids = append(ids, id)
+		return rows+skipped >= burst
+	})
+	if rows+skipped != burst {
+		t.Fatalf("rows %d + skipped %d, want %d", rows, skipped, burst)
+	}
+	for i := 1; i < len(ids); i++ {
+		// Rows come in delivery order; a skipped message carries the newest id it accounts for.
+		if ids[i] < ids[i-1] || ids[i] == ids[i-1] && events[i].name != "skipped" {
+			t.Fatalf("ids not increasing: %v", ids)
+		}
+	}
+	t.Logf("burst of %d sent in %v: %d rows written, %d counted in %d skipped messages", burst,
+		sent.Round(time.Millisecond), rows, skipped, skips)
+	if sent < 2*time.Second && (skipped == 0 || rows > streamRowsMaxForTest) {
+		// The whole burst arrived between two beats: one write, the newest rows only.
+		t.Errorf("a burst inside one interval wrote %d rows and skipped %d, want at most %d rows",
+			rows, skipped, streamRowsMaxForTest)
+	}
+
+	// A reconnect from the last id gets nothing of the burst again, then the next delivery.
+	last := events[len(events)-1].id
+	resumed := open(last)
+	sendDeliveries(t, e, e.ts.URL, 1, 64)
+	next, _ := readEvents(t, resumed, func(ev []sseEvent, _ int) bool { return len(ev) >= 1 })
+	if id, _ := strconv.Atoi(next[0].id); id != ids[len(ids)-1]+1 || !strings.HasPrefix(next[0].name, "delivery-") {
+		t.Errorf("after reconnecting from %s the stream sent %+v first, want delivery %d", last, next[0], ids[len(ids)-1]+1)
+	}
+}
+
+// streamRowsMaxForTest is the web package's limit of rows of one kind per stream write.
+const streamRowsMaxForTest = 50

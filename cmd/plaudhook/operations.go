@@ -35,6 +35,7 @@ type OpsConfig struct {
 	// Not flags: tests shorten them.
 	WriteTimeout       time.Duration // http.Server.WriteTimeout (event streams clear it)
 	StreamWriteTimeout time.Duration // one stream write may block this long before the drop
+	StreamInterval     time.Duration // least time between two writes of rows to a stream (0: web's default)
 }
 
 // defaultOps are the documented defaults: keep every event, bound rejected deliveries.

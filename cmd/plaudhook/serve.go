@@ -168,6 +168,7 @@ func (m *Main) Run(ctx context.Context) error {
 		MetricsToken:       c.Ops.MetricsToken,
 		TrustedProxies:     c.Ops.TrustedProxies,
 		StreamWriteTimeout: c.Ops.StreamWriteTimeout,
+		StreamInterval:     c.Ops.StreamInterval,
 		DiskWarnBytes:      diskWarnBytes(c.Ops.DiskWarn),
 	}, m.DB)
 	m.HTTP = m.newHTTPServer(m.Server) // the event stream clears the write timeout for itself
