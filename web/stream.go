@@ -1,15 +1,18 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/plaudhook/plaudhook/db"
@@ -276,11 +279,10 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		case <-paused:
 			paused = nil
 		}
-		out := st.next()
-		if len(out) == 0 {
+		if !st.take() {
 			continue
 		}
-		if err := s.writeChunk(w, rc, out); err != nil {
+		if err := s.writeWith(w, rc, st.writeTo); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				// The client stopped reading: drop the stream (DroppedCount counts it).
 				sub.Drop()
@@ -315,20 +317,21 @@ type eventStream struct {
 	replayed int64 // newest delivery id sent from the database: live copies up to it are not resent
 	lastID   int64 // id of the newest delivery the stream accounted for
 
-	picks   []*live.Item   // reused between writes
+	picks   []*live.Item   // the rows of the next write, newest first; reused between writes
+	skipped int            // rows the next write counts instead of carrying
 	updated map[int64]bool // events whose replacement row this write already carries
-	out     []byte
 }
 
-// next takes what was published since the last write and returns what to write now (nil:
-// nothing). Per kind of row it sends the newest streamRowsMax that the stream wants, oldest
-// first, then one "skipped" message with the number of rows it left out: those beyond the
-// limit, and those the hub's ring lost before the stream came to read them (for a filtered
-// list, lost rows are counted as if they matched).
-func (st *eventStream) next() []byte {
+// take takes what was published since the last write and chooses what to write now (writeTo
+// writes it); it reports whether there is anything. Per kind of row it chooses the newest
+// streamRowsMax that the stream wants, written oldest first, then one "skipped" message with
+// the number of rows it left out: those beyond the limit, and those the hub's ring lost before
+// the stream came to read them (for a filtered list, lost rows are counted as if they matched).
+func (st *eventStream) take() bool {
+	st.skipped = 0
 	b := st.sub.Take()
 	if b.Len() == 0 {
-		return nil
+		return false
 	}
 	// Whether a row is wanted follows from its kind alone on an unfiltered stream: once every
 	// kind has its rows, older ones need not even be looked at (they are counted, not read).
@@ -395,33 +398,51 @@ func (st *eventStream) next() []byte {
 		}
 		skipped += b.Count(g) - sent[g] - ruledOut[g]
 	}
-	if len(picks) == 0 && skipped <= 0 {
-		clear(picks)
-		st.picks = picks[:0]
-		return nil
-	}
-
+	st.lastID = max(st.lastID, newest)
+	st.skipped = max(skipped, 0)
 	// Handlers publish a committed batch in whatever order they finish: write the rows in
 	// delivery order (a delivery's row before its event's), so that ids only grow.
 	slices.SortStableFunc(picks, func(a, b *live.Item) int { return cmp.Compare(b.Head().ID, a.Head().ID) })
-	out := st.out[:0]
+	st.picks = picks
+	return len(picks) > 0 || st.skipped > 0
+}
+
+// streamBuffers lend a write buffer to a stream only while it writes, so that a write costs few
+// system calls without each of hundreds of open streams keeping a buffer of its own.
+var streamBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// writeTo writes what take chose to w.
+func (st *eventStream) writeTo(w io.Writer) (err error) {
+	picks := st.picks
+	bw := streamBuffers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	w = bw
+	defer func() {
+		if err == nil {
+			err = bw.Flush()
+		}
+		bw.Reset(nil)
+		streamBuffers.Put(bw)
+		clear(picks) // the ring alone decides how long items live
+		st.picks = picks[:0]
+	}()
 	for i := len(picks) - 1; i >= 0; i-- {
 		frame, _ := picks[i].Frame()
-		out = append(out, frame...)
-	}
-	clear(picks) // the ring alone decides how long items live
-	st.picks = picks[:0]
-	st.lastID = max(st.lastID, newest)
-	if skipped > 0 {
-		// Its id is the newest delivery this write accounts for, so a reconnect resumes after
-		// it rather than replaying the rows left out.
-		if st.lastID > 0 {
-			out = fmt.Appendf(out, "id: %d\n", st.lastID)
+		if _, err := io.WriteString(w, frame); err != nil {
+			return err
 		}
-		out = fmt.Appendf(out, "event: skipped\ndata: %d\n\n", skipped)
 	}
-	st.out = out[:0]
-	return out
+	if st.skipped == 0 {
+		return nil
+	}
+	// Its id is the newest delivery this write accounts for, so a reconnect resumes after it
+	// rather than replaying the rows left out.
+	if st.lastID > 0 {
+		_, err = fmt.Fprintf(w, "id: %d\nevent: skipped\ndata: %d\n\n", st.lastID, st.skipped)
+	} else {
+		_, err = fmt.Fprintf(w, "event: skipped\ndata: %d\n\n", st.skipped)
+	}
+	return err
 }
 
 // allSent reports whether every kind the stream wants has all the rows one write may carry, or
@@ -481,10 +502,15 @@ func (s *Server) writeRaw(w http.ResponseWriter, rc *http.ResponseController, te
 }
 
 func (s *Server) writeChunk(w http.ResponseWriter, rc *http.ResponseController, p []byte) error {
+	return s.writeWith(w, rc, func(w io.Writer) error { _, err := w.Write(p); return err })
+}
+
+// writeWith runs write on w under the stream's write deadline, then flushes.
+func (s *Server) writeWith(w http.ResponseWriter, rc *http.ResponseController, write func(io.Writer) error) error {
 	if rc != nil {
 		rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
 	}
-	if _, err := w.Write(p); err != nil {
+	if err := write(w); err != nil {
 		return err
 	}
 	if rc == nil {
