@@ -132,7 +132,8 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	d.BodySHA256 = sha256Hex(body)
 
 	// Commit. Only a returned commit earns the 2xx.
-	ev := eventFacts(&d)
+	doc := plaud.Decode(d.Body) // once, for the event's facts and for normalising it
+	ev := eventFactsOf(&d, doc.Envelope())
 	s.applyStoreAsNew(r.Header, d.Body, ev) // a replay of plaudhook's own, to be kept apart
 	out, err := s.store.CreateDelivery(ctx, &db.Ingest{Delivery: d, Event: ev})
 	if err != nil {
@@ -157,7 +158,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	if !out.Duplicate {
 		s.wakeForwarder()
 	}
-	s.normaliseAfterCommit(ctx, d)
+	s.normaliseAfterCommit(ctx, d, doc)
 
 	// Send the whole answer now, with its length so the sender need not wait for the end of
 	// the response: telling the open pages (which reads and renders the event) is the
@@ -335,8 +336,10 @@ func rejectMessage(reason string, limit int64) string {
 }
 
 // eventFacts reads what lists and dedupe need from a verified body.
-func eventFacts(d *db.Delivery) *db.Event {
-	env := plaud.ParseEnvelope(d.Body)
+func eventFacts(d *db.Delivery) *db.Event { return eventFactsOf(d, plaud.ParseEnvelope(d.Body)) }
+
+// eventFactsOf is eventFacts with the body's envelope already read.
+func eventFactsOf(d *db.Delivery, env plaud.Envelope) *db.Event {
 	key := "sha256:" + d.BodySHA256
 	if env.EnvelopeID != "" {
 		key = "id:" + env.EnvelopeID

@@ -29,7 +29,12 @@ type NormaliseStore interface {
 // Normalise stores what one event says about a recording and its transcript. ok is false when
 // the event is about no recording (a battery report, say) and nothing was stored.
 func Normalise(ctx context.Context, st NormaliseStore, e db.Event, body []byte) (res db.RecordingEventResult, ok bool, err error) {
-	ev, ok := recordingEvent(e, body)
+	return normaliseDoc(ctx, st, e, plaud.Decode(body))
+}
+
+// normaliseDoc is Normalise for a body already decoded.
+func normaliseDoc(ctx context.Context, st NormaliseStore, e db.Event, doc plaud.Doc) (res db.RecordingEventResult, ok bool, err error) {
+	ev, ok := recordingEvent(e, doc)
 	if !ok {
 		return res, false, nil
 	}
@@ -43,8 +48,8 @@ func Normalise(ctx context.Context, st NormaliseStore, e db.Event, body []byte) 
 // recordingEvent reads what a body says about a recording: its ids, the status it implies and
 // the transcript it carries. A transcript that says nothing readable (no status, text,
 // segments or error) is left out; the event page explains what it lacked.
-func recordingEvent(e db.Event, body []byte) (db.RecordingEvent, bool) {
-	env := plaud.ParseEnvelope(body)
+func recordingEvent(e db.Event, doc plaud.Doc) (db.RecordingEvent, bool) {
+	env := doc.Envelope()
 	ev := db.RecordingEvent{
 		EventID:         e.ID,
 		FileID:          env.FileID,
@@ -71,7 +76,7 @@ func recordingEvent(e db.Event, body []byte) (db.RecordingEvent, bool) {
 	}
 
 	// What the transcript, if any, says.
-	tr, carries := plaud.ParseTranscript(body)
+	tr, carries := doc.Transcript()
 	if carries && readable(tr) {
 		ev.Transcript = transcriptContent(tr)
 		switch tr.Status {
@@ -131,7 +136,7 @@ func transcriptContent(t plaud.Transcript) *db.TranscriptContent {
 // delivery of a verified event (a repeat carries the same body). The sender has its answer
 // already; a failure here is logged and left for `plaudhook reindex`. A transcript it creates
 // is published live.
-func (s *Server) normaliseAfterCommit(ctx context.Context, d db.Delivery) {
+func (s *Server) normaliseAfterCommit(ctx context.Context, d db.Delivery, doc plaud.Doc) {
 	if d.Verdict != db.Verified || d.Duplicate || d.EventID == 0 {
 		return
 	}
@@ -151,7 +156,7 @@ func (s *Server) normaliseAfterCommit(ctx context.Context, d db.Delivery) {
 		e := db.Event{ID: d.EventID, EndpointID: d.EndpointID, Endpoint: d.Endpoint,
 			Size: d.Size, FirstReceivedAt: received, LastReceivedAt: received,
 			DeliveryCount: 1, BodyDeliveryID: d.ID}
-		res, _, err := Normalise(ctx, s.store, e, d.Body)
+		res, _, err := normaliseDoc(ctx, s.store, e, doc)
 		if err != nil {
 			s.log.Error("normalise event", "event_id", d.EventID, "error", err)
 			return

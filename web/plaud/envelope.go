@@ -53,9 +53,12 @@ var dataTimeKeys = []string{
 
 // ParseEnvelope reads the envelope facts from a raw webhook body. It never fails: a body that
 // is not a JSON object gives an Envelope with JSON=false and nothing else set.
-func ParseEnvelope(body []byte) Envelope {
-	root, ok := decodeObject(body)
-	if !ok {
+func ParseEnvelope(body []byte) Envelope { return Decode(body).Envelope() }
+
+// Envelope reads the envelope facts from the decoded body (see ParseEnvelope).
+func (d Doc) Envelope() Envelope {
+	root := d.root
+	if !d.ok {
 		return Envelope{}
 	}
 	e := Envelope{JSON: true, EventType: firstString(root, eventTypeKeys...)}

@@ -97,9 +97,12 @@ var (
 // has no transcript in it (device.battery_low, or device.recording_completed with transcript
 // null). A transcription event (audio_transcribe.*, transcription.*, workflow.completed)
 // always gives ok=true, with Missing saying what it lacked.
-func ParseTranscript(body []byte) (Transcript, bool) {
-	root, ok := decodeObject(body)
-	if !ok {
+func ParseTranscript(body []byte) (Transcript, bool) { return Decode(body).Transcript() }
+
+// Transcript returns the transcript the decoded body carries (see ParseTranscript).
+func (d Doc) Transcript() (Transcript, bool) {
+	root := d.root
+	if !d.ok {
 		return Transcript{}, false
 	}
 	event := normEvent(firstString(root, eventTypeKeys...))

@@ -17,6 +17,20 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // converting a float to int64 never overflows and absurd inputs are reported instead.
 const maxMS = 1 << 53
 
+// Doc is a webhook body decoded once, for a caller that reads several kinds of facts from it
+// (its envelope, its transcript) without parsing the JSON again for each. The zero Doc is a
+// body that is not a JSON object.
+type Doc struct {
+	root map[string]any // read only, never changed
+	ok   bool
+}
+
+// Decode parses body for Doc's readers.
+func Decode(body []byte) Doc {
+	root, ok := decodeObject(body)
+	return Doc{root: root, ok: ok}
+}
+
 // decodeObject parses body as exactly one JSON object. Numbers stay as json.Number so ids
 // and times keep their exact text. Invalid UTF-8 inside strings becomes U+FFFD (encoding/json
 // does that); anything else that is not one well-formed object gives ok=false.
