@@ -115,6 +115,9 @@ type DB struct {
 	slugStmt       *sql.Stmt          // an endpoint's id by slug, on the readers (EndpointIDBySlug)
 	shapeIDs       map[shapeKey]int64 // the writer's memory of schema shape ids (db/bookkeeping.go)
 	rowsQueries    map[rowsKey]string // multi-row statements by shape, writer only (db/ingest.go)
+	// skipBookkeeping leaves the batch bookkeeping out: only BenchmarkIngestBookkeeping sets
+	// it, to measure what that bookkeeping costs.
+	skipBookkeeping bool
 	walTruncations atomic.Int64
 }
 

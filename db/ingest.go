@@ -217,8 +217,10 @@ func (db *DB) writeBatch(batch []*job, careful bool) (err error) {
 	}
 
 	learned := map[shapeKey]int64{}
-	if err := db.keepBatch(ctx, tx, batch, learned); err != nil {
-		return err
+	if !db.skipBookkeeping {
+		if err := db.keepBatch(ctx, tx, batch, learned); err != nil {
+			return err
+		}
 	}
 	// Count matches on the secrets that verified, in the same transaction.
 	if err := db.countSecretMatches(ctx, tx, batch); err != nil {
