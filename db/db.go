@@ -110,15 +110,15 @@ type DB struct {
 	// counts the checkpoints that paused writes because the log passed WALLimit.
 	pageSize int64
 
-	ackBuckets     [][2]int64         // bucket, upper bound: the ack latency histogram (db/bookkeeping.go)
-	indexStmt      *sql.Stmt          // bodyIndexQuery on the readers (db/bookkeeping.go)
-	slugStmt       *sql.Stmt          // an endpoint's id by slug, on the readers (EndpointIDBySlug)
-	shapeIDs       map[shapeKey]int64 // the writer's memory of schema shape ids (db/bookkeeping.go)
-	rowsQueries    map[rowsKey]string // multi-row statements by shape, writer only (db/ingest.go)
+	ackBuckets  [][2]int64         // bucket, upper bound: the ack latency histogram (db/bookkeeping.go)
+	indexStmt   *sql.Stmt          // bodyIndexQuery on the readers (db/bookkeeping.go)
+	slugStmt    *sql.Stmt          // an endpoint's id by slug, on the readers (EndpointIDBySlug)
+	shapeIDs    map[shapeKey]int64 // the writer's memory of schema shape ids (db/bookkeeping.go)
+	rowsQueries map[rowsKey]string // multi-row statements by shape, writer only (db/ingest.go)
 	// skipBookkeeping leaves the batch bookkeeping out: only BenchmarkIngestBookkeeping sets
 	// it, to measure what that bookkeeping costs.
 	skipBookkeeping bool
-	walTruncations atomic.Int64
+	walTruncations  atomic.Int64
 }
 
 // Open opens (creating if needed) the database file at path, applies every pending migration,
