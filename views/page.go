@@ -118,7 +118,8 @@ func ReasonText(reason string) string {
 // header is stored as received and replayed in original mode, but never shown. Names are
 // matched by these words, not by a list, since every gateway spells its own.
 var credentialWords = []string{"auth", "cookie", "token", "secret", "password", "passwd",
-	"session", "apikey", "api-key", "api_key", "access-key", "access_key", "credential"}
+	"session", "apikey", "credential", "private", "jwt", "bearer",
+	"-key", "_key"} // X-Api-Key, X-Private-Key, X-Client-Key, X_access_key, ...
 
 // isCredentialHeader reports whether a header's name says it carries credentials.
 func isCredentialHeader(lowerName string) bool {

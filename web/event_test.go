@@ -335,6 +335,10 @@ func TestCredentialHeadersHidden(t *testing.T) {
 	h.Set("Api-Key", "key_leakme_4567")
 	h.Set("X-Access-Token", "tok_leakme_89")
 	h["X_api_key"] = []string{"key_leakme_underscore"}
+	h.Set("X-Private-Key", "pk_leakme_0")
+	h.Set("X-Client-Key", "ck_leakme_1")
+	h.Set("X-Jwt-Assertion", "jwt_leakme_2")
+	h.Set("X-Signing-Secret", "ss_leakme_3")
 	resp, body := e.post("/webhook", h, b1)
 	if resp.StatusCode != 200 {
 		t.Fatalf("post = %d %s", resp.StatusCode, body)

@@ -306,14 +306,15 @@ func (s *Server) handleAttemptStream(w http.ResponseWriter, r *http.Request) {
 		for _, a := range missed {
 			var buf bytes.Buffer
 			views.AttemptRow(a).Render(ctx, &buf)
-			if err := s.writeMessage(w, nil, live.Message{ID: a.ID, Name: "attempt-new",
+			// Each under the stream's write deadline: a client that stopped reading is let go.
+			if err := s.writeMessage(w, rc, live.Message{ID: a.ID, Name: "attempt-new",
 				Data: buf.String()}); err != nil {
 				return
 			}
 			last = a.ID
 		}
 	}
-	if err := rc.Flush(); err != nil {
+	if err := s.writeChunk(w, rc, nil); err != nil {
 		return
 	}
 	s.pumpStream(w, r, rc, sub, last)

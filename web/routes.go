@@ -49,7 +49,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /schema", s.requireUser(db.RoleViewer, s.handleSchemaIndex))
 
 	// Live updates.
-	mux.Handle("GET /events/stream", s.requireUser(db.RoleViewer, s.handleEventStream))
+	mux.Handle("GET /events/stream", s.requireUser(db.RoleViewer, s.limitStreams(s.handleEventStream)))
 
 	// Your account: password and API tokens (a signed-in person, never an API token).
 	mux.Handle("GET /account", s.requireSession(db.RoleViewer, s.handleAccountView))
@@ -101,7 +101,7 @@ func (s *Server) routes() http.Handler {
 	// replay, admins manage targets, the address policy and forwarding rules.
 	mux.Handle("POST /events/{id}/replay", s.requireUser(db.RoleOperator, s.handleEventReplay))
 	mux.Handle("GET /events/{id}/attempts/stream",
-		s.requireUser(db.RoleViewer, s.handleAttemptStream))
+		s.requireUser(db.RoleViewer, s.limitStreams(s.handleAttemptStream)))
 	mux.Handle("GET /attempts/{id}", s.requireUser(db.RoleViewer, s.handleAttemptView))
 	mux.Handle("GET /targets", s.requireUser(db.RoleAdmin, s.handleTargetIndex))
 	mux.Handle("POST /targets", s.requireSession(db.RoleAdmin, s.handleTargetCreate))
@@ -122,7 +122,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /bulk/new", s.requireUser(db.RoleOperator, s.handleBulkNew))
 	mux.Handle("POST /bulk", s.requireUser(db.RoleOperator, s.handleBulkCreate))
 	mux.Handle("GET /bulk/{id}", s.requireUser(db.RoleOperator, s.handleBulkView))
-	mux.Handle("GET /bulk/{id}/stream", s.requireUser(db.RoleOperator, s.handleBulkStream))
+	mux.Handle("GET /bulk/{id}/stream", s.requireUser(db.RoleOperator, s.limitStreams(s.handleBulkStream)))
 	mux.Handle("POST /bulk/{id}/cancel", s.requireUser(db.RoleOperator, s.handleBulkCancel))
 	mux.Handle("POST /api/v1/events/{id}/replay",
 		s.requireUser(db.RoleOperator, s.handleAPIEventReplay))

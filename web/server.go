@@ -89,6 +89,10 @@ type Config struct {
 	// (default 250 ms, as often as the live lists redraw). A stream that has been quiet writes
 	// the next row at once; under a burst it writes the newest rows on this beat.
 	StreamInterval time.Duration
+	// MaxStreams bounds the live streams open at once, MaxStreamsPerUser those of one user
+	// (defaults 1000 and 32; stream_limit.go). Past them a new stream is answered 429.
+	MaxStreams        int
+	MaxStreamsPerUser int
 	// DiskWarnBytes shows a low-disk warning on pages when less than this is free beside the
 	// database (default 1 GiB; a negative value turns the warning off).
 	DiskWarnBytes int64
@@ -122,6 +126,7 @@ type Server struct {
 	// typeStreams counts the open streams of lists filtered by event type: while there are
 	// any, a published delivery carries its event's type, so they need not ask the database.
 	typeStreams atomic.Int64
+	streamSlots streamSlots // open streams, in all and per user (stream_limit.go)
 
 	rp replayState // outbound replays, forwarding and bulk replays (replayer.go)
 
@@ -173,6 +178,12 @@ func NewServer(cfg Config, store Store) *Server {
 	}
 	if cfg.StreamWriteTimeout <= 0 {
 		cfg.StreamWriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 1000
+	}
+	if cfg.MaxStreamsPerUser <= 0 {
+		cfg.MaxStreamsPerUser = 32
 	}
 	if cfg.StreamInterval <= 0 {
 		cfg.StreamInterval = 250 * time.Millisecond

@@ -226,11 +226,15 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	last, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	if last > 0 {
 		var err error
-		if last, err = s.replayMissed(ctx, w, last, sf); err != nil {
+		if last, err = s.replayMissed(ctx, w, rc, last, sf); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				sub.Drop()
+				s.log.Warn("stream dropped for not reading", slogRequest(r))
+			}
 			return
 		}
 	}
-	if err := rc.Flush(); err != nil {
+	if err := s.writeChunk(w, rc, nil); err != nil { // flush, under the write deadline
 		return
 	}
 
@@ -458,12 +462,19 @@ func (st *eventStream) allSent(b live.Batch, sent, seen *[live.Groups]int) bool 
 
 // replayMissed sends the deliveries after last from the database, or a resync message when
 // there are too many. It returns the id of the last delivery sent.
-func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, last int64, sf *streamFilter) (int64, error) {
+//
+// Every write has the stream's write deadline, as live writes do: a client that reconnects and
+// then stops reading is dropped here too, however much it had missed.
+func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, last int64, sf *streamFilter) (int64, error) {
 	ds, err := s.store.FindDeliveries(ctx, db.DeliveryFilter{After: last, Limit: resumeWindow + 1})
 	if err != nil {
 		return last, err
 	}
-	rc := http.NewResponseController(w)
+	put := func(m live.Message) error {
+		rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
+		_, err := io.WriteString(w, m.Frame())
+		return err
+	}
 	if len(ds) > resumeWindow {
 		newest, err := s.store.LastDeliveryID(ctx)
 		if err != nil {
@@ -472,17 +483,23 @@ func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, last i
 		return newest, s.writeMessage(w, rc, live.Message{ID: newest, Name: "resync", Data: "reload"})
 	}
 	for _, d := range ds {
+		if err := context.Cause(ctx); err != nil {
+			return last, err
+		}
+		if s.streams.Err() != nil { // shutting down
+			return last, context.Canceled
+		}
 		for _, m := range s.renderDelivery(ctx, d) {
 			if !s.streamWants(ctx, sf, m) {
 				continue
 			}
-			if err := s.writeMessage(w, nil, m); err != nil {
+			if err := put(m); err != nil {
 				return last, err
 			}
 		}
 		// A transcript the event created (normalise.go publishes it live separately).
 		if m, ok := s.missedTranscript(ctx, d); ok && s.streamWants(ctx, sf, m) {
-			if err := s.writeMessage(w, nil, m); err != nil {
+			if err := put(m); err != nil {
 				return last, err
 			}
 		}

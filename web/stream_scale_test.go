@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plaudhook/plaudhook/db"
 	"github.com/plaudhook/plaudhook/web/signature"
 )
 
@@ -119,6 +120,7 @@ func TestStreamScale(t *testing.T) {
 	e := newEnv(t, func(c *webConfig) {
 		c.Heartbeat = 2 * time.Second
 		c.StreamWriteTimeout = 300 * time.Millisecond
+		c.MaxStreams, c.MaxStreamsPerUser = streams+10, streams+10 // all opened by one user
 	})
 	ts := streamServer(t, e, 2*time.Second)
 	cookie := sessionCookie(t, e, "viewer")
@@ -327,4 +329,117 @@ func countDeliveries(ev []sseEvent) int {
 		}
 	}
 	return n
+}
+
+// TestStreamResumeStalled: a browser that reconnects with Last-Event-ID and then stops reading
+// is dropped while its backlog is being written, as a live stream is, rather than holding its
+// connection and the rows queued for it for ever.
+func TestStreamResumeStalled(t *testing.T) {
+	e := newEnv(t, func(c *webConfig) {
+		c.Heartbeat = time.Second
+		c.StreamWriteTimeout = 300 * time.Millisecond
+	})
+	ts := streamServer(t, e, 2*time.Second)
+	cookie := sessionCookie(t, e, "viewer")
+
+	// 300 events whose rows carry a 24 KB file id: some 7 MB to replay, more than the
+	// connection's buffers hold.
+	fileID := strings.Repeat("f", 24<<10)
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				body := fmt.Appendf(nil, `{"event":"resume.test","id":"resume-%d","data":{"file_id":"%s-%d"}}`, i, fileID, i)
+				req, _ := http.NewRequest(http.MethodPost, ts.URL+"/webhook", bytes.NewReader(body))
+				req.Header = signed(signature.SchemeDevguide, body, time.Now())
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("delivery status %d", resp.StatusCode)
+				}
+			}
+		}()
+	}
+	for i := range 300 {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	// Resume from before the first of them, on a socket that is never read.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := conn.(*net.TCPConn)
+	tc.SetReadBuffer(4096)
+	t.Cleanup(func() { tc.Close() })
+	first := int64(1 << 62)
+	ds, err := e.db.FindDeliveries(t.Context(), db.DeliveryFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		first = min(first, d.ID)
+	}
+	fmt.Fprintf(tc, "GET /events/stream HTTP/1.1\r\nHost: x\r\nCookie: %s\r\nLast-Event-ID: %d\r\n\r\n", cookie, first)
+
+	waitFor(t, "the resuming stream to be dropped", func() bool {
+		return e.srv.Hub().DroppedCount() > 0 && e.srv.Hub().Len() == 0
+	})
+}
+
+// TestStreamLimits: live streams are bounded per user and in all. Past a bound a new stream is
+// answered 429 with Retry-After, and a stream that closes frees its place.
+func TestStreamLimits(t *testing.T) {
+	e := newEnv(t, func(c *webConfig) { c.MaxStreams, c.MaxStreamsPerUser = 3, 2 })
+	viewer, admin, operator := e.client("viewer"), e.client("admin"), e.client("operator")
+	open := func(c *http.Client) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/events/stream", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	refused := func(resp *http.Response, why string) {
+		t.Helper()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: status %d, Retry-After %q; want 429 with Retry-After", why, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+	first := open(viewer)
+	if r := open(viewer); r.StatusCode != 200 || first.StatusCode != 200 {
+		t.Fatalf("two streams of one user: %d, %d", first.StatusCode, r.StatusCode)
+	}
+	refused(open(viewer), "a third stream of one user")
+	if r := open(admin); r.StatusCode != 200 {
+		t.Fatalf("another user's stream: %d", r.StatusCode)
+	}
+	refused(open(operator), "a fourth stream in all")
+
+	// The viewer closes one: its place is free again once the handler has noticed.
+	first.Body.Close()
+	waitFor(t, "the closed stream to leave", func() bool { return e.srv.Hub().Len() == 2 })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := open(viewer)
+		if r.StatusCode == 200 {
+			break
+		}
+		r.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("after closing a stream, a new one is still refused (%d)", r.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -152,8 +152,10 @@ func (p *benchPoint) measure(ctx context.Context, exe, tmp, bareAddr, sync strin
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
+	// The streams point opens all its streams as the one bench user.
 	srv, err := startChild(ctx, exe, []string{"serve", "--addr", addr, "--db", dbPath,
-		"--synchronous", sync, "--body-limit", "25MiB"},
+		"--synchronous", sync, "--body-limit", "25MiB",
+		"--max-streams", strconv.Itoa(streams + 100), "--max-streams-per-user", strconv.Itoa(streams + 100)},
 		[]string{"PLAUD_WEBHOOK_SECRET=" + benchSecret, "PLAUDHOOK_ADMIN_PASSWORD=" + benchPassword},
 		filepath.Join(tmp, name+".log"))
 	if err != nil {

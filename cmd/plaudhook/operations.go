@@ -36,12 +36,17 @@ type OpsConfig struct {
 	WriteTimeout       time.Duration // http.Server.WriteTimeout (event streams clear it)
 	StreamWriteTimeout time.Duration // one stream write may block this long before the drop
 	StreamInterval     time.Duration // least time between two writes of rows to a stream (0: web's default)
+
+	MaxStreams        int // live streams open at once, in all
+	MaxStreamsPerUser int // ... and per user
 }
 
 // defaultOps are the documented defaults: keep every event, bound rejected deliveries.
 func defaultOps() OpsConfig {
 	return OpsConfig{
 		RejectedMax:        10000,
+		MaxStreams:         1000,
+		MaxStreamsPerUser:  32,
 		RejectedMaxBytes:   256 << 20,
 		DiskWarn:           1 << 30,
 		RetentionEvery:     5 * time.Minute,
@@ -70,6 +75,10 @@ func (c *Config) opsFlags(fs *flag.FlagSet, env func(name, def string) string, g
 		"rejected deliveries kept (PLAUDHOOK_REJECTED_MAX)")
 	rejBytes := fs.String("rejected-max-bytes", env("PLAUDHOOK_REJECTED_MAX_BYTES", "256MiB"),
 		"bytes rejected deliveries may keep, bodies and headers (PLAUDHOOK_REJECTED_MAX_BYTES)")
+	maxStreams := fs.String("max-streams", env("PLAUDHOOK_MAX_STREAMS", strconv.Itoa(o.MaxStreams)),
+		"live event streams (open pages) the server holds at once; more are refused with 429 (PLAUDHOOK_MAX_STREAMS)")
+	maxUserStreams := fs.String("max-streams-per-user", env("PLAUDHOOK_MAX_STREAMS_PER_USER", strconv.Itoa(o.MaxStreamsPerUser)),
+		"live event streams one user may hold open (PLAUDHOOK_MAX_STREAMS_PER_USER)")
 	diskWarn := fs.String("disk-warn", env("PLAUDHOOK_DISK_WARN", "1GiB"),
 		"show a low-disk warning below this much free space; 0 turns it off (PLAUDHOOK_DISK_WARN)")
 
@@ -109,6 +118,11 @@ func (c *Config) opsFlags(fs *flag.FlagSet, env func(name, def string) string, g
 		count("--rejected-max", *rejMax, &o.RejectedMax)
 		if o.RejectedMax < 1 {
 			problems = append(problems, "--rejected-max: keep at least 1")
+		}
+		count("--max-streams", *maxStreams, &o.MaxStreams)
+		count("--max-streams-per-user", *maxUserStreams, &o.MaxStreamsPerUser)
+		if o.MaxStreams < 1 || o.MaxStreamsPerUser < 1 {
+			problems = append(problems, "--max-streams and --max-streams-per-user: allow at least 1")
 		}
 		if o.RejectedMaxBytes, err = parseSize(*rejBytes); err != nil || o.RejectedMaxBytes < 1<<20 {
 			problems = append(problems, fmt.Sprintf("--rejected-max-bytes %q: want a size of at least 1MiB", *rejBytes))

@@ -169,6 +169,8 @@ func (m *Main) Run(ctx context.Context) error {
 		TrustedProxies:     c.Ops.TrustedProxies,
 		StreamWriteTimeout: c.Ops.StreamWriteTimeout,
 		StreamInterval:     c.Ops.StreamInterval,
+		MaxStreams:         c.Ops.MaxStreams,
+		MaxStreamsPerUser:  c.Ops.MaxStreamsPerUser,
 		DiskWarnBytes:      diskWarnBytes(c.Ops.DiskWarn),
 	}, m.DB)
 	m.HTTP = m.newHTTPServer(m.Server) // the event stream clears the write timeout for itself

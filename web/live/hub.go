@@ -62,9 +62,16 @@ func (m Message) Frame() string {
 	b.WriteString("\nevent: ")
 	b.WriteString(m.Name)
 	b.WriteByte('\n')
-	for line := range strings.SplitSeq(m.Data, "\n") {
+	// An event stream ends a line at CR, LF or CRLF: every one of them must start a new data
+	// line here, or text from a payload (a lone CR in an event type) could end the data early
+	// and add fields of its own (an id, a retry, another event).
+	data := m.Data
+	if strings.IndexByte(data, '\r') >= 0 {
+		data = strings.ReplaceAll(strings.ReplaceAll(data, "\r\n", "\n"), "\r", "\n")
+	}
+	for line := range strings.SplitSeq(data, "\n") {
 		b.WriteString("data: ")
-		b.WriteString(strings.TrimSuffix(line, "\r"))
+		b.WriteString(line)
 		b.WriteByte('\n')
 	}
 	b.WriteByte('\n')

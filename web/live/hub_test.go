@@ -2,6 +2,7 @@ package live
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -249,6 +250,27 @@ func TestFrame(t *testing.T) {
 	s.Take().Newest(func(it *Item) bool { got, _ = it.Frame(); return true })
 	if got != want {
 		t.Fatalf("published frame = %q, want %q", got, want)
+	}
+}
+
+// TestFrameLoneCR: a lone CR in the data (from a payload field) starts a new data line, as an
+// event stream reads it, so it cannot end the data and add an id, a retry or an event of its own.
+func TestFrameLoneCR(t *testing.T) {
+	m := Message{ID: 7, Name: "event-new",
+		Data: "<td>device.synced\r\rretry: 86400000\rid: 99\revent: resync\rdata: reload\r\r</td>"}
+	got := m.Frame()
+	if strings.ContainsRune(got, '\r') {
+		t.Fatalf("frame keeps a CR: %q", got)
+	}
+	// Read it as a browser would: every line but the final blank one is a field of this event.
+	lines := strings.Split(strings.TrimSuffix(got, "\n\n"), "\n")
+	for _, l := range lines[2:] {
+		if !strings.HasPrefix(l, "data: ") {
+			t.Errorf("line %q is not a data line: the payload added a field", l)
+		}
+	}
+	if lines[0] != "id: 7" || lines[1] != "event: event-new" {
+		t.Errorf("frame starts %q, %q", lines[0], lines[1])
 	}
 }
 

@@ -1,0 +1,65 @@
+package web
+
+import (
+	"net/http"
+	"sync"
+)
+
+// streamSlots bounds the live streams held open: in all, and per user. Each stream holds a
+// connection (a file descriptor), a goroutine and its buffers for as long as its client likes,
+// so without a bound one signed-in account could open them until the server has no file
+// descriptors left and stops accepting webhooks.
+type streamSlots struct {
+	mu     sync.Mutex
+	open   int
+	byUser map[int64]int
+}
+
+// limitStreams admits a stream request only while its user and the server are under their
+// limits (Config.MaxStreams, Config.MaxStreamsPerUser); otherwise it answers 429 with
+// Retry-After, which a browser's EventSource takes as final rather than retrying at once.
+func (s *Server) limitStreams(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a, _ := r.Context().Value(authKey{}).(*auth)
+		var user int64
+		if a != nil {
+			user = a.user.ID
+		}
+		sl := &s.streamSlots
+		sl.mu.Lock()
+		switch {
+		case sl.open >= s.cfg.MaxStreams:
+			sl.mu.Unlock()
+			s.log.Warn("stream refused: the server holds its most open streams", "open_streams", s.cfg.MaxStreams, slogRequest(r))
+			s.refuseStream(w, "The server holds as many live streams as it allows; close some pages or try again shortly.")
+			return
+		case sl.byUser[user] >= s.cfg.MaxStreamsPerUser:
+			sl.mu.Unlock()
+			s.log.Warn("stream refused: the user holds their most open streams", "user_streams", s.cfg.MaxStreamsPerUser, slogRequest(r))
+			s.refuseStream(w, "This account has as many live pages open as it may; close some tabs and reload.")
+			return
+		}
+		if sl.byUser == nil {
+			sl.byUser = map[int64]int{}
+		}
+		sl.open++
+		sl.byUser[user]++
+		sl.mu.Unlock()
+		defer func() {
+			sl.mu.Lock()
+			sl.open--
+			if sl.byUser[user]--; sl.byUser[user] <= 0 {
+				delete(sl.byUser, user)
+			}
+			sl.mu.Unlock()
+		}()
+		h(w, r)
+	}
+}
+
+func (s *Server) refuseStream(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "30")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusTooManyRequests)
+	w.Write([]byte(msg + "\n"))
+}
