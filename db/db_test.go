@@ -409,7 +409,8 @@ func TestAuditAppendOnly(t *testing.T) {
 	}
 }
 
-// TestCheckpointsOffTheWriter checks that the writer leaves checkpoints alone and the background
+// TestCheckpointsOffTheWriter checks that the writer does not checkpoint on commit (SQLite's
+// autocheckpoint is off; it only tops up after the checkpointer's passes) and the background
 // checkpointer copies committed pages into the database file while deliveries arrive (without
 // it the file would never grow: in WAL mode only a checkpoint writes it), and that everything
 // is there after a reopen.
@@ -467,6 +468,46 @@ func TestCheckpointsOffTheWriter(t *testing.T) {
 	}
 	if ok, err := d.IntegrityCheck(context.Background()); err != nil || ok != "ok" {
 		t.Fatalf("integrity_check = %q (%v)", ok, err)
+	}
+}
+
+// TestWALStartsOver: while deliveries are committed without a pause, the write-ahead log still
+// starts over from its beginning after checkpoints, rather than growing until WALLimit forces
+// writes to stop for a TRUNCATE.
+func TestWALStartsOver(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{WALLimit: 1 << 40}) // no TRUNCATE: only restarts can bound it
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for s := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("restart-%d-%d", s, i)
+				if _, err := d.CreateDelivery(ctx, verified([]byte(`{"id":"`+key+`"}`), key)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for d.walRestarts.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if n := d.walRestarts.Load(); n < 2 {
+		t.Fatalf("the log started over %d times under steady commits in 60 s, want at least 2", n)
+	}
+	if n := d.walTruncations.Load(); n != 0 {
+		t.Errorf("%d TRUNCATE checkpoints", n)
 	}
 }
 

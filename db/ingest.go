@@ -103,6 +103,7 @@ func (db *DB) runWriter() {
 			}
 		}
 		db.commitBatch(batch)
+		db.tailCheckpoint(context.Background())
 	}
 }
 
