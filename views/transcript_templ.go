@@ -207,7 +207,7 @@ func TranscriptList(p Page, props TranscriptListProps) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if props.Live {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, "<div hx-ext=\"sse\" sse-connect=\"/events/stream\" data-testid=\"live-region\">")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 21, "<div hx-ext=\"sse\" sse-connect=\"/events/stream?list=transcripts\" data-testid=\"live-region\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

@@ -275,6 +275,11 @@ func (s *Server) parseStreamFilter(q url.Values) (*streamFilter, error) {
 	if list == "" {
 		return nil, nil
 	}
+	if list == "transcripts" {
+		// The transcript list shows only new transcripts, unfiltered (its filters apply on
+		// reload): none of the event and delivery rows every delivery brings.
+		return &streamFilter{list: list, all: true}, nil
+	}
 	lf := parseListFilter(q)
 	sf := &streamFilter{list: list, all: lf.IsZero()}
 	var err error
@@ -284,7 +289,7 @@ func (s *Server) parseStreamFilter(q url.Values) (*streamFilter, error) {
 	case "deliveries":
 		sf.deliveries, err = s.deliveryFilter(lf)
 	default:
-		err = &db.ValidationError{Message: "list must be events or deliveries"}
+		err = &db.ValidationError{Message: "list must be events, deliveries or transcripts"}
 	}
 	return sf, err
 }
@@ -322,6 +327,8 @@ func (sf *streamFilter) wantsGroup(g int) bool {
 		return true
 	case sf.list == "events":
 		return g == groupEventNew || g == groupEventUpdate
+	case sf.list == "transcripts":
+		return g == groupTranscript
 	default:
 		return g == groupDelivery
 	}
@@ -337,6 +344,8 @@ func (sf *streamFilter) byType() bool {
 // mirrors the conditions of db.EventMatches and db.DeliveryMatches.
 func (sf *streamFilter) matchFacts(m *live.Message) (ok, decided bool) {
 	switch {
+	case m.Name == "transcript-new":
+		return sf.list == "transcripts", true
 	case strings.HasPrefix(m.Name, "event-"):
 		if sf.list != "events" {
 			return false, true

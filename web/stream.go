@@ -489,7 +489,11 @@ func (s *Server) replayMissed(ctx context.Context, w http.ResponseWriter, rc *ht
 		if s.streams.Err() != nil { // shutting down
 			return last, context.Canceled
 		}
-		for _, m := range s.renderDelivery(ctx, d) {
+		var rows []live.Message
+		if sf == nil || sf.list != "transcripts" { // a transcript list shows no delivery or event rows
+			rows = s.renderDelivery(ctx, d)
+		}
+		for _, m := range rows {
 			if !s.streamWants(ctx, sf, m) {
 				continue
 			}

@@ -399,8 +399,8 @@ func waitHealthy(ctx context.Context, base string) error {
 	}
 }
 
-// openStreams signs in as the bench admin and opens n event streams that read everything. It
-// returns a function that closes them all; open counts the streams still open.
+// openStreams signs in as the bench admin and opens n event streams that read everything, each
+// the stream of an open event list (/events, the page a team keeps open). It returns a function that closes them all; open counts the streams still open.
 func openStreams(ctx context.Context, base string, n int, open *atomic.Int64) (func(), error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Transport: &http.Transport{DialContext: loopbackDial,
@@ -417,7 +417,7 @@ func openStreams(ctx context.Context, base string, n int, open *atomic.Int64) (f
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/stream", nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/stream?list=events", nil)
 			resp, err := c.Do(req)
 			if err == nil && resp.StatusCode != http.StatusOK {
 				resp.Body.Close()
