@@ -157,18 +157,7 @@ func TestNormaliseFailureAndReindex(t *testing.T) {
 func TestTranscriptLive(t *testing.T) {
 	e := newEnv(t)
 	c := e.client("viewer")
-	openList := func(last string) *http.Response {
-		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/events/stream?list=transcripts", nil)
-		if last != "" {
-			req.Header.Set("Last-Event-ID", last)
-		}
-		resp, err := c.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("open stream: %v %v", resp, err)
-		}
-		t.Cleanup(func() { resp.Body.Close() })
-		return resp
-	}
+	openList := func(last string) *http.Response { return openListStream(t, e, c, "transcripts", last) }
 	resp := openList("")
 	deadline := time.Now().Add(10 * time.Second)
 	for e.srv.Hub().Len() < 1 && time.Now().Before(deadline) {

@@ -207,18 +207,26 @@ func stalledStream(t *testing.T, base, cookie string) *net.TCPConn {
 // sendDeliveries posts n distinct signed deliveries of about size bytes from 8 senders.
 func sendDeliveries(t *testing.T, e *env, base string, n, size int) {
 	t.Helper()
+	pad := strings.Repeat("p", size)
+	sendBodies(t, base, n, func(i int) []byte {
+		return fmt.Appendf(nil, `{"event":"scale.test","id":"scale-%d-%d","data":"%s"}`,
+			time.Now().UnixNano(), i, pad)
+	})
+}
+
+// sendBodies posts body(0) to body(n-1), signed, from 8 senders, and checks each is answered 200.
+func sendBodies(t *testing.T, base string, n int, body func(i int) []byte) {
+	t.Helper()
 	var wg sync.WaitGroup
 	work := make(chan int)
-	pad := strings.Repeat("p", size)
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				body := fmt.Appendf(nil, `{"event":"scale.test","id":"scale-%d-%d","data":"%s"}`,
-					time.Now().UnixNano(), i, pad)
-				req, _ := http.NewRequest(http.MethodPost, base+"/webhook", bytes.NewReader(body))
-				req.Header = signed(signature.SchemeDevguide, body, time.Now())
+				b := body(i)
+				req, _ := http.NewRequest(http.MethodPost, base+"/webhook", bytes.NewReader(b))
+				req.Header = signed(signature.SchemeDevguide, b, time.Now())
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Error(err)
@@ -345,33 +353,9 @@ func TestStreamResumeStalled(t *testing.T) {
 	// 300 events whose rows carry a 24 KB file id: some 7 MB to replay, more than the
 	// connection's buffers hold.
 	fileID := strings.Repeat("f", 24<<10)
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				body := fmt.Appendf(nil, `{"event":"resume.test","id":"resume-%d","data":{"file_id":"%s-%d"}}`, i, fileID, i)
-				req, _ := http.NewRequest(http.MethodPost, ts.URL+"/webhook", bytes.NewReader(body))
-				req.Header = signed(signature.SchemeDevguide, body, time.Now())
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Error(err)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Errorf("delivery status %d", resp.StatusCode)
-				}
-			}
-		}()
-	}
-	for i := range 300 {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	sendBodies(t, ts.URL, 300, func(i int) []byte {
+		return fmt.Appendf(nil, `{"event":"resume.test","id":"resume-%d","data":{"file_id":"%s-%d"}}`, i, fileID, i)
+	})
 
 	// Resume from before the first of them, on a socket that is never read.
 	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))

@@ -77,6 +77,22 @@ func openStream(t *testing.T, e *env, c *http.Client, lastID string) *http.Respo
 	return resp
 }
 
+// openListStream opens the stream a list page opens (list: events, deliveries or transcripts),
+// resuming after last when it is not empty.
+func openListStream(t *testing.T, e *env, c *http.Client, list, last string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/events/stream?list="+list, nil)
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
+	resp, err := c.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("open stream: %v %v", resp, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
 // TestStream covers the live stream: headers, heartbeats, a new event, a duplicate, a rejection,
 // and resuming from Last-Event-ID.
 func TestStream(t *testing.T) {
@@ -182,18 +198,7 @@ func TestStreamBurst(t *testing.T) {
 	const burst = 150
 	e := newEnv(t, func(c *webConfig) { c.StreamInterval = 2 * time.Second })
 	c := e.client("viewer")
-	open := func(last string) *http.Response {
-		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/events/stream?list=deliveries", nil)
-		if last != "" {
-			req.Header.Set("Last-Event-ID", last)
-		}
-		resp, err := c.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("open stream: %v %v", resp, err)
-		}
-		t.Cleanup(func() { resp.Body.Close() })
-		return resp
-	}
+	open := func(last string) *http.Response { return openListStream(t, e, c, "deliveries", last) }
 	resp := open("")
 	waitFor(t, "the stream to open", func() bool { return e.srv.Hub().Len() == 1 })
 
