@@ -166,7 +166,7 @@ func (db *DB) keepBatch(ctx context.Context, tx *sql.Tx, batch []*job, learned m
 		if j.in.Event == nil || j.res.EventID == 0 || j.res.DeliveryCount != 1 {
 			continue
 		}
-		typ := j.eventType
+		typ := j.res.EventType
 		evs[evKey{received / hourMicros, d.EndpointID, typ}]++
 		ix := j.in.Event.Index
 		if ix == nil {

@@ -201,12 +201,6 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 			db.log.Warn("restrict database file mode", "file", path+suffix, "error", err)
 		}
 	}
-	// The bookkeeping marker never outlives a writer transaction; clear any left by a bug.
-	if _, err := w.ExecContext(ctx, `DELETE FROM ingest_batch`); err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("open database: %w", err)
-	}
 	if err := db.loadAckBuckets(ctx); err != nil {
 		w.Close()
 		r.Close()

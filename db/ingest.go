@@ -28,6 +28,8 @@ type IngestResult struct {
 	DeliveryCount int   // deliveries of the event so far, this one included
 	BatchSize     int   // deliveries that shared this commit
 	BatchFirst    bool  // the first delivery of its batch: metrics count each batch once
+	// EventType is the stored event's type (a repeat keeps the type its event was stored with).
+	EventType string
 }
 
 type job struct {
@@ -36,9 +38,9 @@ type job struct {
 	err  error
 	done chan struct{}
 
-	// Kept by the writer for the batch's bookkeeping (db/bookkeeping.go).
-	ack       int64  // microseconds from receipt to the writer taking the delivery
-	eventType string // of the stored event the delivery belongs to
+	// Kept by the writer for the batch's bookkeeping (db/bookkeeping.go): microseconds from
+	// receipt to the writer taking the delivery.
+	ack int64
 }
 
 // CreateDelivery stores one delivery and, when it verified, its event (or adds it to the event
@@ -285,7 +287,7 @@ func (db *DB) insertDelivery(ctx context.Context, tx *sql.Tx, j *job, id int64, 
 		string(headers), d.BodySHA256, d.Size, d.BodyTruncated, d.ContentType,
 		d.ContentEncoding, string(d.Verdict), d.Reason, d.Scheme, d.SecretLabel,
 		d.SenderTimestamp, d.SkewMS, j.ack, nullID(d.SecretID), d.SecretOld, eventID,
-		out.Duplicate, j.eventType}
+		out.Duplicate, out.EventType}
 	if rows != nil {
 		rows.deliveries = append(rows.deliveries, deliveryArgs...)
 		rows.bodies = append(rows.bodies, id, body)
@@ -365,7 +367,7 @@ type rowsKey struct {
 // upsertEvent stores the event of the verified delivery deliveryID, inside tx: a new event whose
 // body is that delivery's, or this delivery counted on the event it repeats. The unique
 // (endpoint_id, dedupe_key) index makes this safe under any concurrency. It sets out's event
-// fields and the job's event type.
+// fields.
 func (db *DB) upsertEvent(ctx context.Context, tx *sql.Tx, j *job, deliveryID int64, out *IngestResult) error {
 	d, v := &j.in.Delivery, j.in.Event
 	received := micros(d.ReceivedAt)
@@ -380,7 +382,7 @@ func (db *DB) upsertEvent(ctx context.Context, tx *sql.Tx, j *job, deliveryID in
 		RETURNING id, delivery_count, event_type`,
 		d.EndpointID, v.DedupeKey, v.EventType, v.EnvelopeID, v.FileID, v.TranscriptionID,
 		v.DeviceID, v.JSON, v.Size, v.Summary, received, received, deliveryID,
-	).Scan(&out.EventID, &out.DeliveryCount, &j.eventType)
+	).Scan(&out.EventID, &out.DeliveryCount, &out.EventType)
 	if err != nil {
 		return fmt.Errorf("upsert event: %w", err)
 	}

@@ -334,11 +334,6 @@ func (sf *streamFilter) wantsGroup(g int) bool {
 	}
 }
 
-// byType reports whether the filter selects an event type.
-func (sf *streamFilter) byType() bool {
-	return sf != nil && (sf.events.EventType != nil || sf.deliveries.EventType != nil)
-}
-
 // matchFacts decides from a live message's facts alone whether it belongs on the stream.
 // decided is false when they cannot tell: a search, or a fact the message does not carry. It
 // mirrors the conditions of db.EventMatches and db.DeliveryMatches.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/sessions"
@@ -123,9 +122,6 @@ type Server struct {
 	// streams ends every open event stream when cancelled (CloseStreams, on shutdown).
 	streams     context.Context
 	stopStreams context.CancelFunc
-	// typeStreams counts the open streams of lists filtered by event type: while there are
-	// any, a published delivery carries its event's type, so they need not ask the database.
-	typeStreams atomic.Int64
 	streamSlots streamSlots // open streams, in all and per user (stream_limit.go)
 
 	rp replayState // outbound replays, forwarding and bulk replays (replayer.go)

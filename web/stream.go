@@ -18,7 +18,6 @@ import (
 	"github.com/plaudhook/plaudhook/db"
 	"github.com/plaudhook/plaudhook/views"
 	"github.com/plaudhook/plaudhook/web/live"
-	"github.com/plaudhook/plaudhook/web/plaud"
 )
 
 // resumeWindow is how many missed deliveries a reconnecting stream is sent from the database;
@@ -63,30 +62,25 @@ func (s *Server) publishDelivery(ctx context.Context, d db.Delivery, out db.Inge
 	if s.hub.Len() == 0 {
 		return
 	}
-	for _, it := range s.deliveryItems(ctx, d) {
+	for _, it := range s.deliveryItems(ctx, d, out.EventType) {
 		s.hub.Add(it)
 	}
 }
 
 // deliveryItems returns the hub items of a delivery: its row, and for a verified one its event's
-// row (new, or a replacement when it repeats an event).
-func (s *Server) deliveryItems(ctx context.Context, d db.Delivery) []*live.Item {
-	// The event's type, for lists filtered by type, is read from the body only while such a
-	// list is open. A repeat's event keeps the type it was stored with: the database knows.
-	typ, known := "", d.Verdict != db.Verified
-	if d.Verdict == db.Verified && !d.Duplicate && s.typeStreams.Load() > 0 {
-		typ, known = plaud.ParseEnvelope(d.Body).EventType, true
-	}
+// row (new, or a replacement when it repeats an event). typ is the stored event's type, as the
+// commit returned it ("" for a rejected delivery).
+func (s *Server) deliveryItems(ctx context.Context, d db.Delivery, typ string) []*live.Item {
 	// The rows show neither body nor headers, and the hub must not hold on to them.
 	d.Body, d.Header = nil, nil
 
 	row, ev, hasEvent := deliveryHeads(d)
-	row.EventType, row.TypeKnown = typ, known
+	row.EventType, row.TypeKnown = typ, true
 	items := []*live.Item{live.NewItem(row, func() (string, bool) { return s.renderDeliveryRow(ctx, d) })}
 	if !hasEvent {
 		return items
 	}
-	ev.EventType, ev.TypeKnown = typ, known
+	ev.EventType, ev.TypeKnown = typ, true
 	if !d.Duplicate {
 		ev.Received = d.ReceivedAt // a new event was first received now
 	}
@@ -195,10 +189,6 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.respondError(w, r, err)
 		return
-	}
-	if sf.byType() {
-		s.typeStreams.Add(1)
-		defer s.typeStreams.Add(-1)
 	}
 
 	// This stream outlives the server's write timeout by design: clear it for this response
