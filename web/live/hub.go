@@ -45,16 +45,11 @@ type Message struct {
 	Reason     string    // rejection reason
 	Duplicate  bool      // a repeat of an event already stored
 	Received   time.Time // when the delivery (for a new event: the event) was received
-
-	frame string // the encoded event, set once for every stream to share
 }
 
 // Frame returns the message as written on an event stream: its id, event name and data lines,
 // ending with the blank line.
 func (m Message) Frame() string {
-	if m.frame != "" {
-		return m.frame
-	}
 	var b strings.Builder
 	b.Grow(len(m.Data) + len(m.Name) + 40)
 	b.WriteString("id: ")
@@ -96,7 +91,7 @@ type Item struct {
 // stream that wants the item; ok false means there is nothing to send after all (the item is
 // then skipped by every stream).
 func NewItem(head Message, render func() (data string, ok bool)) *Item {
-	head.Data, head.frame = "", ""
+	head.Data = ""
 	if head.Group < 0 || head.Group >= Groups {
 		head.Group = 0
 	}
