@@ -84,7 +84,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.LogFormat, "log-format", env("PLAUDHOOK_LOG_FORMAT", c.LogFormat),
 		"text or json (PLAUDHOOK_LOG_FORMAT)")
 	fs.StringVar(&c.Synchronous, "synchronous", env("PLAUDHOOK_SYNCHRONOUS", c.Synchronous),
-		"SQLite synchronous mode: FULL (durable) or NORMAL (PLAUDHOOK_SYNCHRONOUS)")
+		"SQLite synchronous mode: FULL or EXTRA (durable), or NORMAL (PLAUDHOOK_SYNCHRONOUS)")
 	opsCheck := c.opsFlags(fs, env, getenv)
 	if err := fs.Parse(args); err != nil {
 		return c, err

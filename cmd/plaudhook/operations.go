@@ -119,10 +119,15 @@ func (c *Config) opsFlags(fs *flag.FlagSet, env func(name, def string) string, g
 		if o.RejectedMax < 1 {
 			problems = append(problems, "--rejected-max: keep at least 1")
 		}
-		count("--max-streams", *maxStreams, &o.MaxStreams)
-		count("--max-streams-per-user", *maxUserStreams, &o.MaxStreamsPerUser)
-		if o.MaxStreams < 1 || o.MaxStreamsPerUser < 1 {
-			problems = append(problems, "--max-streams and --max-streams-per-user: allow at least 1")
+		for _, f := range []struct {
+			name, v string
+			dst     *int
+		}{{"--max-streams", *maxStreams, &o.MaxStreams}, {"--max-streams-per-user", *maxUserStreams, &o.MaxStreamsPerUser}} {
+			if n, err := strconv.Atoi(strings.TrimSpace(f.v)); err != nil || n < 1 {
+				problems = append(problems, fmt.Sprintf("%s %q: want a whole number, at least 1", f.name, f.v))
+			} else {
+				*f.dst = n
+			}
 		}
 		if o.RejectedMaxBytes, err = parseSize(*rejBytes); err != nil || o.RejectedMaxBytes < 1<<20 {
 			problems = append(problems, fmt.Sprintf("--rejected-max-bytes %q: want a size of at least 1MiB", *rejBytes))

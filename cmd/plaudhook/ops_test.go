@@ -318,12 +318,14 @@ func TestOpsConfig(t *testing.T) {
 		t.Errorf("defaults = %+v", c.Ops)
 	}
 	_, err = parseServeFlags([]string{"--tls-cert", "x.pem", "--trusted-proxies", "nope",
-		"--retain-days", "-1", "--webhook-addr", "bad", "--rejected-max-bytes", "1KiB"},
+		"--retain-days", "-1", "--webhook-addr", "bad", "--rejected-max-bytes", "1KiB",
+		"--max-streams", "0", "--max-streams-per-user", "x"},
 		func(string) string { return "" }, &bytes.Buffer{})
 	if err == nil {
 		t.Fatal("bad operations flags accepted")
 	}
-	for _, want := range []string{"--tls-cert", "--trusted-proxies", "--retain-days", "--webhook-addr", "--rejected-max-bytes"} {
+	for _, want := range []string{"--tls-cert", "--trusted-proxies", "--retain-days", "--webhook-addr", "--rejected-max-bytes",
+		`--max-streams "0": want a whole number, at least 1`, `--max-streams-per-user "x"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %s: %v", want, err)
 		}
