@@ -273,6 +273,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.audit(r, "logout", "user "+a.user.Username, "")
+		s.endStreams(func(_ int64, token string) bool { return token == a.token })
 	}
 	c := sessions.NewSession(s.cookies, cookieName)
 	c.Options = s.cookieOptions(r, -1)

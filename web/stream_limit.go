@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"sync"
 )
@@ -9,10 +10,33 @@ import (
 // connection (a file descriptor), a goroutine and its buffers for as long as its client likes,
 // so without a bound one signed-in account could open them until the server has no file
 // descriptors left and stops accepting webhooks.
+//
+// It also knows each stream's credentials, so that signing out ends the streams of that session
+// at once rather than at their next heartbeat's session check.
 type streamSlots struct {
 	mu     sync.Mutex
 	open   int
 	byUser map[int64]int
+	ends   map[*streamEnd]struct{}
+}
+
+// streamEnd is one open stream's credentials and the way to end it.
+type streamEnd struct {
+	user   int64
+	token  string // the session cookie's or API token's
+	cancel context.CancelFunc
+}
+
+// endStreams ends the open streams whose credentials match.
+func (s *Server) endStreams(match func(user int64, token string) bool) {
+	sl := &s.streamSlots
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	for e := range sl.ends {
+		if match(e.user, e.token) {
+			e.cancel()
+		}
+	}
 }
 
 // limitStreams admits a stream request only while its user and the server are under their
@@ -22,8 +46,9 @@ func (s *Server) limitStreams(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		a, _ := r.Context().Value(authKey{}).(*auth)
 		var user int64
+		var token string
 		if a != nil {
-			user = a.user.ID
+			user, token = a.user.ID, a.token
 		}
 		sl := &s.streamSlots
 		sl.mu.Lock()
@@ -40,20 +65,25 @@ func (s *Server) limitStreams(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if sl.byUser == nil {
-			sl.byUser = map[int64]int{}
+			sl.byUser, sl.ends = map[int64]int{}, map[*streamEnd]struct{}{}
 		}
+		ctx, cancel := context.WithCancel(r.Context())
+		end := &streamEnd{user: user, token: token, cancel: cancel}
 		sl.open++
 		sl.byUser[user]++
+		sl.ends[end] = struct{}{}
 		sl.mu.Unlock()
 		defer func() {
+			cancel()
 			sl.mu.Lock()
+			delete(sl.ends, end)
 			sl.open--
 			if sl.byUser[user]--; sl.byUser[user] <= 0 {
 				delete(sl.byUser, user)
 			}
 			sl.mu.Unlock()
 		}()
-		h(w, r)
+		h(w, r.WithContext(ctx))
 	}
 }
 

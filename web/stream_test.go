@@ -3,6 +3,7 @@ package web_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -188,6 +189,37 @@ func TestStreamEndsOnLogout(t *testing.T) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("stream still open 5 s after logout")
+	}
+}
+
+// TestStreamEndsAtLogout: signing out ends that session's streams at once, not at their next
+// heartbeat; a stream of another session of the same user stays open.
+func TestStreamEndsAtLogout(t *testing.T) {
+	e := newEnv(t, func(c *webConfig) { c.Heartbeat = time.Hour })
+	leaving, staying := e.client("viewer"), e.client("viewer")
+	resp := openStream(t, e, leaving, "")
+	openStream(t, e, staying, "")
+	waitFor(t, "two open streams", func() bool { return e.srv.Hub().Len() == 2 })
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/logout", nil)
+	lr, err := leaving.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr.Body.Close()
+	ended := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, resp.Body)
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the signed-out session's stream is still open 5 s after logout (heartbeat: 1 h)")
+	}
+	waitFor(t, "the signed-out stream to leave", func() bool { return e.srv.Hub().Len() == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if n := e.srv.Hub().Len(); n != 1 {
+		t.Errorf("open streams = %d, want the other session's one", n)
 	}
 }
 

@@ -108,6 +108,7 @@ func (s *Server) handlePasswordUpdate(w http.ResponseWriter, r *http.Request) {
 		s.respondError(w, r, err)
 		return
 	}
+	s.endStreams(func(user int64, token string) bool { return user == a.user.ID && token != a.token })
 	s.audit(r, "password.change", "user "+a.user.Username, "other sessions ended")
 	http.Redirect(w, r, "/account?flash=password-changed", http.StatusSeeOther)
 }
@@ -232,6 +233,9 @@ func (s *Server) setDisabled(w http.ResponseWriter, r *http.Request, disabled bo
 		s.userError(w, r, err, views.UsersProps{})
 		return
 	}
+	if disabled {
+		s.endStreams(func(user int64, _ string) bool { return user == u.ID })
+	}
 	action, flash := "user.enable", "user-enabled"
 	if disabled {
 		action, flash = "user.disable", "user-disabled"
@@ -262,6 +266,7 @@ func (s *Server) handleUserPassword(w http.ResponseWriter, r *http.Request) {
 		s.userError(w, r, err, views.UsersProps{})
 		return
 	}
+	s.endStreams(func(user int64, token string) bool { return user == u.ID && (keep == 0 || token != a.token) })
 	s.audit(r, "user.password_reset", "user "+u.Username, "sessions ended")
 	http.Redirect(w, r, "/users?flash=password-reset", http.StatusSeeOther)
 }
