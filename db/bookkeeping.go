@@ -25,7 +25,7 @@ type BodyIndex struct {
 
 // bodyIndexQuery is the SQL of the events_explorer_insert trigger (migration 0011), over a bound
 // body instead of a stored one: SQLite's own JSON reading, so a body is indexed alike either
-// way. Change both together.
+// way. Change both together, and indexBody (db/bodyindex.go), which must give the same answers.
 const bodyIndexQuery = `
 	WITH b (body) AS (SELECT ?)
 	SELECT
@@ -47,9 +47,18 @@ const bodyIndexQuery = `
 		END, 1, 65536)
 	FROM b`
 
-// bodyIndex reads the index facts of body: on the readers, or in the writer's transaction tx
-// when it is not nil.
+// bodyIndex works out the index facts of body: in Go when indexBody can (db/bodyindex.go),
+// else by asking SQLite (bodyIndexSQL).
 func (db *DB) bodyIndex(ctx context.Context, tx *sql.Tx, body []byte) (*BodyIndex, error) {
+	if ix, ok := indexBody(body); ok {
+		return ix, nil
+	}
+	return db.bodyIndexSQL(ctx, tx, body)
+}
+
+// bodyIndexSQL reads the index facts of body with bodyIndexQuery: on the readers, or in the
+// writer's transaction tx when it is not nil.
+func (db *DB) bodyIndexSQL(ctx context.Context, tx *sql.Tx, body []byte) (*BodyIndex, error) {
 	if body == nil {
 		body = []byte{}
 	}

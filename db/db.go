@@ -184,7 +184,12 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open database readers: %w", err)
 	}
-	r.SetMaxOpenConns(max(4, runtime.NumCPU()*2))
+	readers := max(4, runtime.NumCPU()*2)
+	r.SetMaxOpenConns(readers)
+	// Every webhook reads on this pool (its endpoint, its body's index facts): with fewer idle
+	// connections kept than open, a busy minute opens and closes connections by the thousand,
+	// each running its pragmas again.
+	r.SetMaxIdleConns(readers)
 
 	db := &DB{Path: path, w: w, r: r, log: opt.Logger, now: opt.Now, opt: opt,
 		jobs: make(chan *job, 4096), stopped: make(chan struct{}), kick: make(chan struct{}, 1)}

@@ -127,6 +127,7 @@ func (db *DB) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) 
 	if err != nil {
 		return e, fmt.Errorf("create endpoint %q: %w", e.Slug, unavailable(conflict(err)))
 	}
+	db.secretsChanged()
 	return e, nil
 }
 
@@ -173,6 +174,7 @@ func (db *DB) UpdateEndpoint(ctx context.Context, id int64, u EndpointUpdate) (E
 	if err := tx.Commit(); err != nil {
 		return e, fmt.Errorf("update endpoint %d: %w", id, unavailable(err))
 	}
+	db.secretsChanged()
 	return e, nil
 }
 

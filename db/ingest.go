@@ -30,6 +30,9 @@ type IngestResult struct {
 	BatchFirst    bool  // the first delivery of its batch: metrics count each batch once
 	// EventType is the stored event's type (a repeat keeps the type its event was stored with).
 	EventType string
+	// Forwarding says a forwarding rule was enabled when the event was stored: a new event may
+	// have been queued for forwarding in the same commit (migration 0008's trigger).
+	Forwarding bool
 }
 
 type job struct {
@@ -146,6 +149,9 @@ func (db *DB) commitBatch(batch []*job) {
 	}
 }
 
+// forwardingQuery tells whether any forwarding rule is enabled.
+const forwardingQuery = `SELECT EXISTS (SELECT 1 FROM forwarding_rules WHERE enabled = 1)`
+
 // writeBatch writes and commits the batch in one transaction. careful puts each job in a
 // savepoint of its own; otherwise the first failing job aborts the transaction with
 // errJobFailed.
@@ -217,6 +223,16 @@ func (db *DB) writeBatch(batch []*job, careful bool) (err error) {
 		if err := db.execRows(ctx, tx, bodyInsert, bodyRow, rows.bodies); err != nil {
 			return fmt.Errorf("%w: insert bodies: %w", errJobFailed, err)
 		}
+	}
+
+	// Whether the new events may have been queued for forwarding: one read per batch, so the
+	// forwarder is woken only when it may have work.
+	var forwarding bool
+	if err := db.txQueryRow(ctx, tx, forwardingQuery).Scan(&forwarding); err != nil {
+		return err
+	}
+	for _, j := range batch {
+		j.res.Forwarding = forwarding && j.err == nil && j.res.EventID != 0 && !j.res.Duplicate
 	}
 
 	learned := map[shapeKey]int64{}

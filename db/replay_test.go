@@ -38,6 +38,48 @@ func mustCreateTypedEvent(tb testing.TB, d *DB, key, typ string) int64 {
 	return res.EventID
 }
 
+// TestIngestForwardingFlag checks that a stored delivery says whether forwarding may have work:
+// only a new event, and only while some rule is enabled, so the forwarder is not woken for
+// nothing on every webhook.
+func TestIngestForwardingFlag(t *testing.T) {
+	ctx := context.Background()
+	d := mustOpenDB(t, Options{})
+	store := func(key string) IngestResult {
+		t.Helper()
+		res, err := d.CreateDelivery(ctx, verified([]byte(`{"id":"`+key+`"}`), key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := store("a"); res.Forwarding {
+		t.Errorf("no rules: Forwarding = true")
+	}
+	tg, err := d.CreateTarget(ctx, TargetInput{Name: "App", URL: "http://127.0.0.1:1/", DefaultMode: ModeOriginal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ForwardingRule{TargetID: tg.ID, Mode: ModeOriginal, Enabled: true}
+	if err := d.CreateForwardingRule(ctx, &r); err != nil {
+		t.Fatal(err)
+	}
+	if res := store("b"); !res.Forwarding {
+		t.Errorf("enabled rule, new event: Forwarding = false")
+	}
+	if res := store("b"); res.Forwarding || !res.Duplicate {
+		t.Errorf("repeat: Forwarding = %v, Duplicate = %v; want false, true", res.Forwarding, res.Duplicate)
+	}
+	if res, err := d.CreateDelivery(ctx, rejected([]byte(`{}`), "signature_mismatch")); err != nil || res.Forwarding {
+		t.Errorf("rejected: Forwarding = %v (%v), want false", res.Forwarding, err)
+	}
+	if err := d.UpdateForwardingRuleEnabled(ctx, r.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if res := store("c"); res.Forwarding {
+		t.Errorf("rule disabled: Forwarding = true")
+	}
+}
+
 // TestTargetSealed stores a target with a secret and an Authorization header, reads them back
 // opened, and finds neither value in clear in the database file.
 func TestTargetSealed(t *testing.T) {

@@ -404,7 +404,7 @@ func (db *DB) FindSecretKeys(ctx context.Context, endpointID int64) ([]SecretKey
 }
 
 // SecretsGeneration changes whenever this process changes a secret or an endpoint, so a cache of
-// secrets can tell it is stale without a query. Changes made by another process (the CLI) are not
+// secrets or endpoint slugs can tell it is stale without a query. Changes made by another process (the CLI) are not
 // seen: such caches also expire by age.
 func (db *DB) SecretsGeneration() int64 { return db.secretsGen.Load() }
 

@@ -167,6 +167,9 @@ func (s *Server) handleDeliveryReverify(w http.ResponseWriter, r *http.Request) 
 	s.audit(r, "delivery.promote", target, fmt.Sprintf("re-verified with %q (was %s); event %d%s",
 		res.Secret.Label, d.Reason, out.EventID, map[bool]string{true: ", a repeat", false: ""}[out.Duplicate]))
 
+	if out.Forwarding {
+		s.wakeForwarder()
+	}
 	// Tell open pages about the event (the delivery row is already on them, as rejected).
 	p.EventID, p.Duplicate = out.EventID, out.Duplicate
 	for _, m := range s.renderDelivery(context.WithoutCancel(ctx), p) {

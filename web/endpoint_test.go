@@ -94,6 +94,17 @@ func TestEndpointLifecycle(t *testing.T) {
 		t.Error("still flagged after the endpoint expects every type")
 	}
 
+	// A new slug moves the URL at once, though webhooks to the old one were just answered
+	// (the server keeps endpoint ids by slug).
+	e.mustForm(admin, "/endpoints/meetings", url.Values{"slug": {"rooms"}, "name": {"Meetings room"}, "expected_types": {""}})
+	if resp, body := e.post("/webhook/meetings", devguide(testSecret, b1), b1); resp.StatusCode != 404 {
+		t.Errorf("old slug after a rename: %d %s, want 404", resp.StatusCode, body)
+	}
+	if resp, body := e.post("/webhook/rooms", devguide(testSecret, unexpected), unexpected); resp.StatusCode != 200 || !strings.Contains(body, `"duplicate":true`) {
+		t.Errorf("new slug after a rename: %d %s, want 200, a repeat", resp.StatusCode, body)
+	}
+	e.mustForm(admin, "/endpoints/rooms", url.Values{"slug": {"meetings"}, "name": {"Meetings room"}, "expected_types": {""}})
+
 	// Delete needs the slug typed; then the URL is gone.
 	if resp, _ := form(t, admin, e.ts.URL+"/endpoints/meetings/delete", url.Values{"confirm": {"nope"}}); resp.StatusCode != http.StatusUnprocessableEntity {
 		t.Errorf("delete without confirmation: %d, want 422", resp.StatusCode)

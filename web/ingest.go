@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/plaudhook/plaudhook/db"
@@ -50,7 +51,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	if slug == "" {
 		slug = "default"
 	}
-	endpointID, err := s.store.EndpointIDBySlug(ctx, slug)
+	endpointID, err := s.endpointID(ctx, slug)
 	if errors.Is(err, db.ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, ingestReply{Status: "error", Reason: "unknown_endpoint",
 			Message: "no endpoint with this URL; create it in plaudhook first"})
@@ -133,7 +134,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 
 	// Commit. Only a returned commit earns the 2xx.
 	doc := plaud.Decode(d.Body) // once, for the event's facts and for normalising it
-	ev := eventFactsOf(&d, doc.Envelope())
+	ev := eventFactsOf(&d, doc)
 	s.applyStoreAsNew(r.Header, d.Body, ev) // a replay of plaudhook's own, to be kept apart
 	out, err := s.store.CreateDelivery(ctx, &db.Ingest{Delivery: d, Event: ev})
 	if err != nil {
@@ -153,9 +154,9 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	// The quick follow-ups are started before the answer leaves, so that whoever got the 2xx
 	// (a test, or a script waiting on Server.Wait) finds them under way; none of them blocks.
 	// A new event may have been queued for forwarding in the same commit (forward.go): wake
-	// the worker. Transcripts are read from the stored body in the background (normalise.go):
+	// the worker, unless no rule was enabled. Transcripts are read from the stored body in the background (normalise.go):
 	// a failure there is logged and `plaudhook reindex` redoes it.
-	if !out.Duplicate {
+	if out.Forwarding {
 		s.wakeForwarder()
 	}
 	s.normaliseAfterCommit(ctx, d, doc)
@@ -335,11 +336,49 @@ func rejectMessage(reason string, limit int64) string {
 	return reason
 }
 
-// eventFacts reads what lists and dedupe need from a verified body.
-func eventFacts(d *db.Delivery) *db.Event { return eventFactsOf(d, plaud.ParseEnvelope(d.Body)) }
+// slugCache keeps the endpoint id of each slug webhooks were sent to, so a delivery costs no
+// query to find its endpoint. Like the key cache (secret.go) it is dropped when this process
+// changes an endpoint and trusted for keyCacheTTL, so a rename or delete by the CLI in another
+// process is seen within that time. Only slugs found are kept: a new endpoint is found at once,
+// and unknown slugs cannot grow it. mu guards ids.
+type slugCache struct {
+	mu     sync.Mutex
+	gen    int64
+	loaded time.Time // monotonic: when ids was last emptied
+	ids    map[string]int64
+}
 
-// eventFactsOf is eventFacts with the body's envelope already read.
-func eventFactsOf(d *db.Delivery, env plaud.Envelope) *db.Event {
+// endpointID returns the id of the endpoint with slug, or an error wrapping db.ErrNotFound.
+func (s *Server) endpointID(ctx context.Context, slug string) (int64, error) {
+	gen := s.store.SecretsGeneration()
+	c := &s.slugs
+	c.mu.Lock()
+	if c.ids == nil || c.gen != gen || time.Since(c.loaded) >= keyCacheTTL {
+		c.ids, c.gen, c.loaded = map[string]int64{}, gen, time.Now()
+	}
+	id, ok := c.ids[slug]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	id, err := s.store.EndpointIDBySlug(ctx, slug)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		c.ids[slug] = id
+	}
+	c.mu.Unlock()
+	return id, nil
+}
+
+// eventFacts reads what lists and dedupe need from a verified body.
+func eventFacts(d *db.Delivery) *db.Event { return eventFactsOf(d, plaud.Decode(d.Body)) }
+
+// eventFactsOf is eventFacts with the body already decoded.
+func eventFactsOf(d *db.Delivery, doc plaud.Doc) *db.Event {
+	env := doc.Envelope()
 	key := "sha256:" + d.BodySHA256
 	if env.EnvelopeID != "" {
 		key = "id:" + env.EnvelopeID
@@ -353,7 +392,7 @@ func eventFactsOf(d *db.Delivery, env plaud.Envelope) *db.Event {
 		DeviceID:        env.DeviceID,
 		JSON:            env.JSON,
 		Size:            d.Size,
-		Summary:         plaud.Summary(d.Body, 200),
+		Summary:         doc.Summary(d.Body, 200),
 	}
 }
 

@@ -132,8 +132,9 @@ type Server struct {
 
 	bodies bodyBudget // webhook bodies in memory, over all requests (budget.go)
 
-	keys keyCache      // each endpoint's secrets, values opened (secret.go)
-	self replay.Client // posts test events to this server's own webhooks (endpoint.go)
+	keys  keyCache      // each endpoint's secrets, values opened (secret.go)
+	slugs slugCache     // endpoint ids by slug, for webhooks (ingest.go)
+	self  replay.Client // posts test events to this server's own webhooks (endpoint.go)
 }
 
 // DefaultBodyMemory is the default Config.BodyMemory: room for ten bodies at the default 25 MiB

@@ -43,6 +43,9 @@ func FuzzParse(f *testing.F) {
 		tr, ok := ParseTranscript(body)
 		pretty, prettyOK := Pretty(body)
 		summary := Summary(body, 80)
+		if got := Decode(body).Summary(body, 80); got != summary {
+			t.Errorf("Doc.Summary = %q, want Summary's %q", got, summary)
+		}
 
 		// A transcript needs a JSON object, which the envelope must have seen too.
 		if ok && !env.JSON {

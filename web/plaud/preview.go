@@ -76,7 +76,57 @@ func Summary(body []byte, max int) string {
 	if json.Compact(&buf, body) == nil {
 		body = buf.Bytes()
 	}
+	line, _ := previewLine(body, max)
+	return line
+}
 
+// Summary is the package's Summary of body, the body d was decoded from. When d is a JSON
+// object, json.Compact could only drop the spaces between its tokens: that is done here for
+// as much of the body as the preview reaches, not the whole body, validated all over again.
+func (d Doc) Summary(body []byte, max int) string {
+	if !d.ok || max <= 0 {
+		return Summary(body, max)
+	}
+	body = bytes.TrimPrefix(body, utf8BOM)
+	for n := 4 * (max + 1); ; n *= 4 {
+		if n >= len(body) {
+			line, _ := previewLine(compactValid(body), max)
+			return line
+		}
+		if line, cut := previewLine(compactValid(body[:n]), max); cut {
+			return line
+		}
+	}
+}
+
+// compactValid is json.Compact of valid JSON, or of the start of it: the bytes with every
+// space, tab and line break outside strings dropped.
+func compactValid(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			if escaped {
+				escaped = false
+			} else if c == '\\' {
+				escaped = true
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// previewLine builds Summary's line from text that is already compacted. cut says the line
+// was cut short, so no more of the text could change it.
+func previewLine(body []byte, max int) (line string, cut bool) {
 	// Build the line rune by rune and stop as soon as it is one rune over max, so a huge body
 	// costs no more than its preview.
 	runes := make([]rune, 0, min(max+1, len(body)))
@@ -97,10 +147,9 @@ func Summary(body []byte, max int) string {
 		runes = append(runes, r)
 	}
 	if len(runes) <= max {
-		return string(runes)
+		return string(runes), false
 	}
 
 	// Cut to leave room for the ellipsis, without a dangling space before it.
-	cut := strings.TrimRightFunc(string(runes[:max-1]), unicode.IsSpace)
-	return cut + "…"
+	return strings.TrimRightFunc(string(runes[:max-1]), unicode.IsSpace) + "…", true
 }

@@ -3,6 +3,7 @@ package plaud
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -206,5 +207,38 @@ func TestSummaryFixtures(t *testing.T) {
 					got, n, max)
 			}
 		})
+	}
+}
+
+// TestDocSummary checks that a decoded body's Summary, which compacts only as much of the body
+// as the preview reaches, is exactly the package Summary, for every fixture and for bodies whose
+// preview reaches past the first part compacted.
+func TestDocSummary(t *testing.T) {
+	bodies := map[string][]byte{}
+	for _, name := range fixtureNames(t) {
+		bodies[name] = mustReadFixture(t, name)
+	}
+	long := strings.Repeat(" ", 5000)
+	for i, b := range []string{
+		`{"a":"` + long + `x"}`,
+		`{"a":` + long + `"x",` + long + `"b": [1, 2]}`,
+		"\ufeff" + `{ "a" : "b\" \\ c" , "d" : { } }`,
+		`{"s":"` + strings.Repeat("é\t\n ", 900) + `"}`,
+		`{"bidi":"\u202e` + strings.Repeat("ab", 200) + `"}`,
+		`{"k":"` + strings.Repeat("日本語", 300) + `"}`,
+		`{}`,
+		`[1, 2, 3]`,   // not an object: the package Summary
+		`{"a": 1} {}`, // not one document
+		`not json at all`,
+	} {
+		bodies[fmt.Sprintf("body %d", i)] = []byte(b)
+	}
+	for name, body := range bodies {
+		for _, max := range []int{0, 1, 2, 10, 80, 200, 1000} {
+			want := Summary(body, max)
+			if got := Decode(body).Summary(body, max); got != want {
+				t.Errorf("%s, max %d: Doc.Summary = %q, want %q", name, max, got, want)
+			}
+		}
 	}
 }
