@@ -3,8 +3,10 @@ package web
 import (
 	"context"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -137,7 +139,27 @@ func (s *Server) metricsAllowed(r *http.Request) bool {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	return err == nil && ap.Addr().Unmap().IsLoopback()
+	return err == nil && ap.Addr().Unmap().IsLoopback() && localHost(r.Host)
+}
+
+// localHost reports whether a request's Host names this machine: an address, localhost, or the
+// machine's own name. A loopback connection whose Host is some other name came from a browser
+// whose page rebound that name to 127.0.0.1 (DNS rebinding); it could otherwise read the metrics
+// with the page's own origin, as far as the browser can tell.
+func localHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	name, err := os.Hostname()
+	return err == nil && name != "" && strings.EqualFold(host, name)
 }
 
 // handleReady serves GET /readyz: 200 when the database takes a write lock, 503 otherwise, so

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -42,6 +43,23 @@ func TestMetrics(t *testing.T) {
 	}
 	if strings.Contains(body, `plaudhook_database_bytes 0`) {
 		t.Error("database size reported as 0")
+	}
+
+	// A loopback connection naming another host is a page that rebound its name to this
+	// machine (DNS rebinding): refused. Addresses, localhost and the machine's name are not.
+	hostname, _ := os.Hostname()
+	for host, want := range map[string]int{"attacker.example:80": 403, "evil.example": 403,
+		"localhost:8080": 200, "app.localhost": 200, "[::1]:8080": 200, "127.0.0.1": 200, hostname: 200} {
+		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+"/metrics", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("scrape with Host %q = %d, want %d", host, resp.StatusCode, want)
+		}
 	}
 
 	// Through a proxy (forwarding headers) it is refused, even from loopback.

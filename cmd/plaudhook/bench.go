@@ -62,6 +62,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	streams := fs.Int("streams", 500, "open event streams for the streams point (0: skip it)")
 	syncMode := fs.String("synchronous", "FULL", "SQLite synchronous mode of the server")
 	bare := fs.String("serve-bare", "", "internal: serve the bare handler on this address")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: plaudhook bench [flags]\n\nLoads a fresh server (synchronous=FULL, its own database) and a bare net/http handler\nwith the same load generator, point by point, and prints both rates, their ratio,\nlatency, stored vs acknowledged and peak memory against the project's goals.\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -86,6 +86,10 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.Synchronous, "synchronous", env("PLAUDHOOK_SYNCHRONOUS", c.Synchronous),
 		"SQLite synchronous mode: FULL or EXTRA (durable), or NORMAL (PLAUDHOOK_SYNCHRONOUS)")
 	opsCheck := c.opsFlags(fs, env, getenv)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: plaudhook serve [flags]\n\nRuns the server: the webhook endpoints, the dashboard and the API. Every flag can also\nbe set by the environment variable named beside it; more settings are environment-only\n(see the README's configuration table).\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

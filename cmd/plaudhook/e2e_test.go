@@ -115,6 +115,23 @@ func TestSendCommand(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "signature_mismatch") {
 		t.Errorf("send with wrong secret: err %v, output %q", err, out.String())
 	}
+
+	// A secret pasted with spaces and a newline, or given as the server's list, signs as the
+	// server reads it.
+	for _, s := range []string{"  " + fixtureSecret + "\n", fixtureSecret + ",another-secret"} {
+		out.Reset()
+		err = run(context.Background(), []string{"send", "--url", m.URL() + "/webhook",
+			"--secret", s, "--sample", "device.synced"}, nil, &out, &errOut)
+		if err != nil || !strings.Contains(out.String(), "200 OK") {
+			t.Errorf("send --secret %q: err %v, output %q; want 200", s, err, out.String())
+		}
+	}
+	// No secret at all says where the generated one is.
+	err = run(context.Background(), []string{"send", "--url", m.URL() + "/webhook",
+		"--secret", " , ", "--sample", "device.synced"}, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "data/webhook-secret") {
+		t.Errorf("send without a secret: err %v, want one naming data/webhook-secret", err)
+	}
 }
 
 // TestConfigValidation checks bad settings are all reported at once, and env fallbacks work.

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -140,8 +141,14 @@ func TestHelpAndVersion(t *testing.T) {
 	// server starts).
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"serve", "-h"}, nil, &out, &errOut)
-	if !errors.Is(err, flag.ErrHelp) || !bytes.Contains(errOut.Bytes(), []byte("-addr")) {
-		t.Errorf("serve -h: %v, printed %q; want the server's flags", err, errOut.String())
+	if !errors.Is(err, flag.ErrHelp) || !bytes.Contains(errOut.Bytes(), []byte("-addr")) ||
+		!bytes.HasPrefix(errOut.Bytes(), []byte("Usage: plaudhook serve [flags]")) {
+		t.Errorf("serve -h: %v, printed %q; want a usage line and the server's flags", err, errOut.String())
+	}
+	errOut.Reset()
+	if err := run(context.Background(), []string{"bench", "-h"}, nil, &out, &errOut); !errors.Is(err, flag.ErrHelp) ||
+		!bytes.HasPrefix(errOut.Bytes(), []byte("Usage: plaudhook bench [flags]")) || !bytes.Contains(errOut.Bytes(), []byte("-concurrency")) {
+		t.Errorf("bench -h: %v, printed %q; want a usage line and the bench's flags", err, errOut.String())
 	}
 
 	// A token or secret in the environment is never printed as a flag's default.
@@ -153,6 +160,21 @@ func TestHelpAndVersion(t *testing.T) {
 		help := out.String() + errOut.String()
 		if !strings.Contains(help, "-") || strings.Contains(help, "ph_token_from_env") || strings.Contains(help, "whsec_from_env") {
 			t.Errorf("%s -h printed %q: want its flags and no value from the environment", cmd, help)
+		}
+	}
+}
+
+// TestReachable: a listener on every address is told to people and to the server's own calls
+// as 127.0.0.1, anything else as it is.
+func TestReachable(t *testing.T) {
+	for in, want := range map[string]string{"0.0.0.0:8080": "127.0.0.1:8080", "[::]:9000": "127.0.0.1:9000",
+		"127.0.0.1:8080": "127.0.0.1:8080", "[::1]:8080": "[::1]:8080", "192.0.2.7:443": "192.0.2.7:443"} {
+		a, err := net.ResolveTCPAddr("tcp", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := reachable(a); got != want {
+			t.Errorf("reachable(%s) = %s, want %s", in, got, want)
 		}
 	}
 }

@@ -267,7 +267,7 @@ func (m *Main) WebhookURL() string {
 	if m.ops.wln == nil {
 		return ""
 	}
-	return m.scheme() + "://" + m.ops.wln.Addr().String()
+	return m.scheme() + "://" + reachable(m.ops.wln.Addr())
 }
 
 // scheme is https when serving TLS.

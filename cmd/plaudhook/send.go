@@ -44,6 +44,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	}
+	// A secret is read as the server reads its own: trimmed, and the first of a comma- or
+	// line-separated list (the server accepts any of them), so a value pasted with a space or
+	// a newline signs as the server expects.
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)
 		if err != nil {
@@ -54,9 +57,14 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%s holds no secret", *secretFile)
 		}
 		*secret = ss[0]
+	} else if ss := splitSecrets(*secret); len(ss) > 0 {
+		*secret = ss[0]
+	} else {
+		*secret = ""
 	}
 	if *secret == "" {
-		return fmt.Errorf("no secret: pass --secret, --secret-file or set PLAUD_WEBHOOK_SECRET")
+		return fmt.Errorf("no secret: pass --secret or --secret-file, or set PLAUD_WEBHOOK_SECRET " +
+			"(a server started without secrets writes the one it generated to webhook-secret beside its database, data/webhook-secret by default)")
 	}
 
 	// Collect what to send.

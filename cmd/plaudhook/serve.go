@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -197,7 +198,16 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // URL is the base URL the server listens on.
-func (m *Main) URL() string { return m.scheme() + "://" + m.ln.Addr().String() }
+func (m *Main) URL() string { return m.scheme() + "://" + reachable(m.ln.Addr()) }
+
+// reachable is a listener's address as this machine reaches it: a listener on every address
+// (0.0.0.0 or [::], which Go reports as [::]) is reached at 127.0.0.1.
+func reachable(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok && t.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(t.Port))
+	}
+	return a.String()
+}
 
 // Close stops accepting requests, lets in-flight deliveries finish their commits, then closes the
 // database.
