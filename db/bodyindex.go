@@ -9,12 +9,15 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // The index facts of a body (BodyIndex) are defined by bodyIndexQuery, the SQL the triggers
 // run: SQLite's json_tree over the body. Asking SQLite for them on every webhook walked each body
 // twice in C and cost a reader round trip, a fifth of the server's time at full speed. indexBody
-// works out the same facts in Go, from one pass of encoding/json's tokenizer, for the bodies
+// works out the same facts in Go, from one pass of a JSON tokenizer (jsontext, of the Go
+// team's encoding/json v2 work, which hands over each value's source text), for the bodies
 // webhooks really carry. Where the two could disagree it declines, and the query is asked
 // instead:
 //   - a body that is empty, over the size limit, not valid UTF-8 or JSON, or nested very deep;
@@ -50,6 +53,7 @@ func indexBody(body []byte) (*BodyIndex, bool) {
 		return nil, false
 	}
 	w := indexWalk{body: body, paths: map[string]struct{}{}}
+	w.text.Grow(min(len(body), 4*maxIndexText)) // the text is at most about the body's size
 	if err := w.run(); err != nil {
 		return nil, false
 	}
@@ -84,7 +88,7 @@ func indexBody(body []byte) (*BodyIndex, bool) {
 // indexWalk is one pass over a body's tokens.
 type indexWalk struct {
 	body   []byte
-	dec    *json.Decoder
+	buf    []byte // a string value, unquoted
 	stack  []indexFrame
 	paths  map[string]struct{}
 	text   strings.Builder
@@ -93,30 +97,34 @@ type indexWalk struct {
 }
 
 func (w *indexWalk) run() error {
-	w.dec = json.NewDecoder(bytes.NewReader(w.body))
-	w.dec.UseNumber()
+	dec := jsontext.NewDecoder(bytes.NewReader(w.body), jsontext.AllowDuplicateNames(true))
 	for {
-		start := w.dec.InputOffset()
-		tok, err := w.dec.Token()
-		if err == io.EOF {
+		k := dec.PeekKind()
+		if k == 0 { // the end, or an error
+			if _, err := dec.ReadToken(); err != io.EOF {
+				return errDeclined
+			}
 			break
 		}
-		if err != nil {
-			return err
-		}
-		raw := w.body[start:w.dec.InputOffset()]
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+		if k == '}' || k == ']' {
+			if _, err := dec.ReadToken(); err != nil {
+				return errDeclined
+			}
 			w.stack = w.stack[:len(w.stack)-1]
 			w.valueDone()
 			continue
 		}
 		if n := len(w.stack); n > 0 && w.stack[n-1].wantKey {
-			// A member name: its path element is written from the raw text, as SQLite does.
-			k, err := memberName(raw)
+			// A member name: its path element is written from its source text, as SQLite does.
+			raw, err := dec.ReadValue()
+			if err != nil {
+				return errDeclined
+			}
+			key, err := memberName(raw)
 			if err != nil {
 				return err
 			}
-			w.stack[n-1].key, w.stack[n-1].wantKey = k, false
+			w.stack[n-1].key, w.stack[n-1].wantKey = key, false
 			continue
 		}
 		if len(w.stack) == 0 {
@@ -126,33 +134,47 @@ func (w *indexWalk) run() error {
 			w.values++
 		}
 		path := w.valuePath()
-		if path != "$" {
-			if strings.ContainsAny(path, "\u2028\u2029") {
-				return errDeclined // Go's JSON escapes these two and SQLite's does not
-			}
-			// Only each array's first element stands for its kind (bodyIndexQuery).
-			if !hasLaterIndex(path) {
-				w.paths[strings.ReplaceAll(path, "[0]", "[]")] = struct{}{}
-			}
+		// Only each array's first element stands for its kind (bodyIndexQuery).
+		if path != "$" && !hasLaterIndex(path) {
+			w.paths[strings.ReplaceAll(path, "[0]", "[]")] = struct{}{}
 		}
-		switch t := tok.(type) {
-		case json.Delim: // '{' or '['
+		switch k {
+		case '{', '[':
+			if _, err := dec.ReadToken(); err != nil {
+				return errDeclined
+			}
 			if len(w.stack) >= maxIndexDepth {
 				return errDeclined
 			}
-			w.stack = append(w.stack, indexFrame{path: path, array: t == '[', wantKey: t == '{'})
+			w.stack = append(w.stack, indexFrame{path: path, array: k == '[', wantKey: k == '{'})
 			continue
-		case string:
+		case '"':
+			raw, err := dec.ReadValue()
+			if err != nil {
+				return errDeclined
+			}
 			if err := checkEscapes(raw); err != nil {
 				return err
 			}
-			w.addText(t)
-		case json.Number:
-			s, err := renderNumber(string(t))
+			w.buf, err = jsontext.AppendUnquote(w.buf[:0], raw)
+			if err != nil {
+				return errDeclined
+			}
+			w.addText(w.buf)
+		case '0':
+			raw, err := dec.ReadValue()
+			if err != nil {
+				return errDeclined
+			}
+			text, err := renderNumber(string(raw))
 			if err != nil {
 				return err
 			}
-			w.addText(s)
+			w.addText([]byte(text))
+		default: // true, false, null: a path, no text
+			if _, err := dec.ReadToken(); err != nil {
+				return errDeclined
+			}
 		}
 		w.valueDone()
 	}
@@ -189,23 +211,25 @@ func (w *indexWalk) valueDone() {
 	}
 }
 
-func (w *indexWalk) addText(s string) {
+func (w *indexWalk) addText(s []byte) {
 	if w.texts > 0 {
 		w.text.WriteByte(' ')
 	}
 	w.texts++
-	w.text.WriteString(s)
+	w.text.Write(s)
 }
 
-// memberName is the path element of a member named by raw, the tokenizer's span ending in the
-// quoted name (after any comma and spaces): ".name" for an ASCII letter followed by letters and
-// digits, else the name's source text in double quotes, escapes and all.
+// memberName is the path element of a member named by raw, the name as quoted in the source:
+// ".name" for an ASCII letter followed by letters and digits, else the name's source text in
+// double quotes, escapes and all.
 func memberName(raw []byte) (string, error) {
-	i := bytes.IndexByte(raw, '"')
-	if i < 0 || len(raw) < i+2 || raw[len(raw)-1] != '"' {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", errDeclined
 	}
-	name := raw[i+1 : len(raw)-1]
+	name := raw[1 : len(raw)-1]
+	if bytes.Contains(name, []byte("\u2028")) || bytes.Contains(name, []byte("\u2029")) {
+		return "", errDeclined // Go's JSON escapes these two in the path list and SQLite's does not
+	}
 	plain := len(name) > 0 && isASCIILetter(name[0])
 	for _, c := range name {
 		if !isASCIILetter(c) && !('0' <= c && c <= '9') {
@@ -233,7 +257,7 @@ func hasLaterIndex(path string) bool {
 }
 
 // checkEscapes declines a string whose \u escapes Go and SQLite could decode differently: NUL
-// and UTF-16 surrogates (raw is the string token's source, possibly after a separator).
+// and UTF-16 surrogates (raw is the string as quoted in the source).
 func checkEscapes(raw []byte) error {
 	for {
 		i := bytes.Index(raw, []byte(`\u`))
@@ -261,6 +285,12 @@ func renderNumber(lit string) (string, error) {
 		}
 		return strconv.FormatInt(n, 10), nil
 	}
+	if neg, digits, e, ok := plainDecimal(lit); ok {
+		if s, ok := layoutReal(neg, digits, e); ok {
+			return s, nil
+		}
+		return "", errDeclined
+	}
 	f, err := strconv.ParseFloat(lit, 64)
 	if err != nil {
 		return "", errDeclined
@@ -286,7 +316,36 @@ func renderReal(f float64) (string, bool) {
 	neg := strings.HasPrefix(mant, "-")
 	digits := strings.Replace(strings.TrimPrefix(mant, "-"), ".", "", 1)
 	e, err := strconv.Atoi(exp)
-	if err != nil || len(digits) > 13 || e < -4 || e > 16 || (e == -4 && digits[0] == '9') {
+	if err != nil {
+		return "", false
+	}
+	return layoutReal(neg, digits, e)
+}
+
+// plainDecimal reads a number written as digits, a point and digits (the way webhook bodies
+// write times and scores) without converting it: its significant digits and decimal exponent.
+// With 13 digits or fewer these are exactly the shortest digits of the float it reads as, so
+// layoutReal gives what renderReal would. ok is false for any other form (an exponent, or more
+// digits), and for zero, which renderReal handles.
+func plainDecimal(lit string) (neg bool, digits string, e int, ok bool) {
+	neg = strings.HasPrefix(lit, "-")
+	intPart, frac, found := strings.Cut(strings.TrimPrefix(lit, "-"), ".")
+	if !found || intPart == "" || frac == "" || strings.ContainsFunc(intPart+frac, func(r rune) bool { return r < '0' || r > '9' }) {
+		return false, "", 0, false
+	}
+	all := strings.TrimLeft(intPart+frac, "0")
+	lead := len(intPart+frac) - len(all) // zeros before the first significant digit
+	all = strings.TrimRight(all, "0")
+	if all == "" || len(all) > 13 {
+		return false, "", 0, false
+	}
+	return neg, all, len(intPart) - lead - 1, true
+}
+
+// layoutReal writes significant digits with decimal exponent e (the value is d.ddd × 10^e) as
+// SQLite's "%!.17g" does, for the range renderReal describes; false outside it.
+func layoutReal(neg bool, digits string, e int) (string, bool) {
+	if len(digits) > 13 || e < -4 || e > 16 || (e == -4 && digits[0] == '9') {
 		return "", false
 	}
 	var out string

@@ -229,3 +229,76 @@ func FuzzBodyIndex(f *testing.F) {
 		checkBodyIndex(t, d, "fuzzed", body)
 	})
 }
+
+// BenchmarkBodyIndex compares working out a body's index facts in Go with asking SQLite, for a
+// small Plaud event and a long transcript.
+func BenchmarkBodyIndex(b *testing.B) {
+	d := mustOpenDB(b, Options{})
+	for _, fixture := range []string{"device.synced.json", "transcription.completed.long-multispeaker.json"} {
+		body, err := os.ReadFile(filepath.Join("testdata", "drift", fixture))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fixture+"/go", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, ok := indexBody(body); !ok {
+					b.Fatal("declined")
+				}
+			}
+		})
+		b.Run(fixture+"/sqlite", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := d.bodyIndexSQL(context.Background(), nil, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestPlainDecimal checks the shortcut for numbers written as plain decimals against the
+// float path it stands in for, over decimals of every length and scale it takes.
+func TestPlainDecimal(t *testing.T) {
+	r := rand.New(rand.NewSource(13))
+	taken := 0
+	for range 200000 {
+		digits := strconv.FormatInt(r.Int63n(int64(math.Pow10(1+r.Intn(15)))), 10)
+		point := r.Intn(len(digits) + 6)
+		var lit string
+		if point >= len(digits) {
+			lit = "0." + strings.Repeat("0", point-len(digits)) + digits
+		} else if point == 0 {
+			lit = digits + ".0"
+		} else {
+			lit = strings.TrimLeft(digits[:len(digits)-point], "0")
+			if lit == "" {
+				lit = "0"
+			}
+			lit += "." + digits[len(digits)-point:]
+		}
+		if r.Intn(3) == 0 {
+			lit = "-" + lit
+		}
+		neg, d, e, ok := plainDecimal(lit)
+		if !ok {
+			continue
+		}
+		got, gotOK := layoutReal(neg, d, e)
+		f, err := strconv.ParseFloat(lit, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantOK := renderReal(f)
+		if got != want || gotOK != wantOK {
+			t.Errorf("%s: shortcut %q %v, float path %q %v", lit, got, gotOK, want, wantOK)
+		}
+		if gotOK {
+			taken++
+		}
+	}
+	if taken < 50000 {
+		t.Errorf("the shortcut answered only %d decimals", taken)
+	}
+}
