@@ -22,7 +22,8 @@ import (
 // instead:
 //   - a body that is empty, over the size limit, not valid UTF-8 or JSON, or nested very deep;
 //   - a real number outside the range where SQLite's rendering of it is reproduced here
-//     (renderReal), or an integer that does not fit 64 bits;
+//     (renderReal) or written with more digits than SQLite reads (maxRealDigits), or an
+//     integer that does not fit 64 bits;
 //   - a string with a \u0000 or surrogate escape, or a field path SQLite would quote another way.
 //
 // TestBodyIndexMatchesQuery holds the two to the same answers over the Plaud fixtures and
@@ -285,6 +286,9 @@ func renderNumber(lit string) (string, error) {
 		}
 		return strconv.FormatInt(n, 10), nil
 	}
+	if significantDigits(lit) > maxRealDigits {
+		return "", errDeclined
+	}
 	if neg, digits, e, ok := plainDecimal(lit); ok {
 		if s, ok := layoutReal(neg, digits, e); ok {
 			return s, nil
@@ -300,6 +304,20 @@ func renderNumber(lit string) (string, error) {
 		return "", errDeclined
 	}
 	return s, nil
+}
+
+// maxRealDigits is the most significant digits a real's text may have for indexBody to read it.
+// SQLite reads only the first 19 or so and ignores the rest, where Go rounds on all of them, so
+// 0.99999999999999994448884876874217297881841659545898 is 1.0 to Go and 0.99999999999999989
+// to SQLite.
+const maxRealDigits = 17
+
+// significantDigits counts the digits of a number's text before any exponent, without the
+// zeros that lead or trail.
+func significantDigits(lit string) int {
+	mant, _, _ := strings.Cut(strings.ToLower(lit), "e")
+	mant = strings.Trim(strings.Replace(strings.TrimPrefix(mant, "-"), ".", "", 1), "0")
+	return len(mant)
 }
 
 // renderReal writes f as SQLite turns a REAL into text (printf "%!.17g", which falls back to the

@@ -108,6 +108,10 @@ func TestBodyIndexMatchesQuery(t *testing.T) {
 		{`[0.00099]`, true},
 		{`[1e400]`, true},
 		{`[9223372036854775808]`, true},
+		{`{"v":0.49999999999999997224442438437108648941}`, true}, // digits SQLite does not read
+		{`[0.999999999999999944488848768742172978818416595458984375]`, true},
+		{`[1.5000000000000000000000000]`, false},  // trailing zeros are no digits to lose
+		{`[0.00000000000000000000012e21]`, false}, // leading zeros are no digits either
 		{"{\"\u2028\":1}", true},
 		{strings.Repeat(`[`, 600) + strings.Repeat(`]`, 600), true},
 		{`not json`, true},

@@ -93,6 +93,10 @@ func (d Doc) Summary(body []byte, max int) string {
 			line, _ := previewLine(compactValid(body), max)
 			return line
 		}
+		// Cut at the start of a character: a part of one would read as replacement runes.
+		for n > 0 && !utf8.RuneStart(body[n]) {
+			n--
+		}
 		if line, cut := previewLine(compactValid(body[:n]), max); cut {
 			return line
 		}

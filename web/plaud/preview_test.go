@@ -233,6 +233,14 @@ func TestDocSummary(t *testing.T) {
 	} {
 		bodies[fmt.Sprintf("body %d", i)] = []byte(b)
 	}
+	// Multi-byte characters across the first part compacted, at every alignment: a part of
+	// one must not show as a replacement character.
+	for pad := range 12 {
+		for _, ch := range []string{"😀", "日", "é"} {
+			b := "{" + strings.Repeat(" ", 600+pad) + `"a":"` + strings.Repeat("x", 192) + strings.Repeat(ch, 10) + `"}`
+			bodies[fmt.Sprintf("pad %d %s", pad, ch)] = []byte(b)
+		}
+	}
 	for name, body := range bodies {
 		for _, max := range []int{0, 1, 2, 10, 80, 200, 1000} {
 			want := Summary(body, max)
