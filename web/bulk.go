@@ -485,7 +485,7 @@ func (s *Server) handleBulkStream(w http.ResponseWriter, r *http.Request) {
 	topic := bulkTopic(j.ID)
 	sub := s.rp.topics.subscribe(topic)
 	defer s.rp.topics.unsubscribe(topic, sub)
-	rc := s.startStream(w)
+	rc := s.startStream(w, r)
 
 	// The current state first (read after subscribing, so no update falls between).
 	if j, err = s.store.FindBulkJobByID(r.Context(), j.ID); err != nil {

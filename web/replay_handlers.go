@@ -296,7 +296,7 @@ func (s *Server) handleAttemptStream(w http.ResponseWriter, r *http.Request) {
 	topic := eventTopic(id)
 	sub := s.rp.topics.subscribe(topic)
 	defer s.rp.topics.unsubscribe(topic, sub)
-	rc := s.startStream(w)
+	rc := s.startStream(w, r)
 	last, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	if last > 0 {
 		missed, err := s.store.FindAttempts(ctx, db.AttemptFilter{EventID: id, After: last, Limit: 100})
@@ -320,8 +320,10 @@ func (s *Server) handleAttemptStream(w http.ResponseWriter, r *http.Request) {
 	s.pumpStream(w, r, rc, sub, last)
 }
 
-// startStream clears the write deadline for this response and sends the event-stream headers.
-func (s *Server) startStream(w http.ResponseWriter) *http.ResponseController {
+// startStream clears the write deadline for this response, caps its connection's send buffer
+// (capSendBuffer) and sends the event-stream headers.
+func (s *Server) startStream(w http.ResponseWriter, r *http.Request) *http.ResponseController {
+	capSendBuffer(r)
 	rc := http.NewResponseController(w)
 	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
 		s.log.Debug("stream write deadline", "error", err)

@@ -192,7 +192,8 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// This stream outlives the server's write timeout by design: clear it for this response
-	// only.
+	// only. Its connection's send buffer is kept small, so a client that stops reading shows.
+	capSendBuffer(r)
 	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
 		s.log.Debug("stream write deadline", "error", err)
 	}

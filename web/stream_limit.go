@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
 	"net/http"
 	"sync"
 )
@@ -92,4 +94,31 @@ func (s *Server) refuseStream(w http.ResponseWriter, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusTooManyRequests)
 	w.Write([]byte(msg + "\n"))
+}
+
+// streamSendBuffer caps the kernel's send buffer of a connection that carries an event stream.
+// A client that stops reading is noticed only when a write blocks, and on loopback the kernel
+// would first buffer up to 4 MB for it; with this cap a stalled stream blocks, and is dropped
+// after StreamWriteTimeout, a few dozen rows after it stalled. It is ample for a live list.
+const streamSendBuffer = 64 << 10
+
+// connKey carries a request's connection in its context (ConnContext).
+type connKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it keeps each connection within reach of the
+// event streams it carries, which cap its send buffer (capSendBuffer).
+func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// capSendBuffer caps the send buffer of the TCP connection r came on, when ConnContext put it
+// within reach (directly or under TLS).
+func capSendBuffer(r *http.Request) {
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		tcp.SetWriteBuffer(streamSendBuffer)
+	}
 }

@@ -24,6 +24,7 @@ func streamServer(t *testing.T, e *env, writeTimeout time.Duration) *httptest.Se
 	t.Helper()
 	ts := httptest.NewUnstartedServer(e.srv)
 	ts.Config.WriteTimeout = writeTimeout
+	ts.Config.ConnContext = e.srv.ConnContext
 	ts.Config.RegisterOnShutdown(e.srv.CloseStreams)
 	ts.Start()
 	t.Cleanup(ts.Close)

@@ -12,13 +12,19 @@ import (
 	"github.com/plaudhook/plaudhook/db"
 )
 
+var endpointCommands = commandGroup{name: "endpoint", subs: []subcommand{
+	{"add", "add an endpoint, with its own URL /webhook/SLUG", []string{"slug", "name", "types", "note"}},
+	{"list", "list the endpoints and their URLs", nil},
+}}
+
 // runEndpoint is `plaudhook endpoint add|list`: one endpoint per Plaud subscription, each with
 // its own URL /webhook/SLUG. Adding one is audited with the actor "cli".
 func runEndpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: plaudhook endpoint add|list [flags]")
+	s, args, err := endpointCommands.pick(args, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
+	sub := s.name
 	fs := flag.NewFlagSet("endpoint "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dbPath := fs.String("db", envOr("PLAUDHOOK_DB", defaultConfig().DB), "SQLite database file (PLAUDHOOK_DB)")
@@ -26,7 +32,7 @@ func runEndpoint(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	name := fs.String("name", "", "add: a name for people (default: the slug)")
 	types := fs.String("types", "", "add: the event types it expects, comma-separated (others are flagged)")
 	note := fs.String("note", "", "add: a note, e.g. which Plaud subscription it is")
-	if err := fs.Parse(args); err != nil {
+	if err := endpointCommands.parse(fs, s, args, stderr); err != nil {
 		return err
 	}
 	d, err := db.Open(ctx, *dbPath, db.Options{})

@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -60,6 +62,7 @@ type loadResult struct {
 	Errors     int // requests that got no answer at all
 	FirstError string
 	Codes      map[int]int
+	Reasons    map[string]int // the reason codes of answers that were not 2xx
 	Elapsed    time.Duration
 	Latencies  []time.Duration // of every answered request, sorted
 	acks       []ack
@@ -98,14 +101,18 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *secret == "" {
 		*secret = os.Getenv("PLAUD_WEBHOOK_SECRET") // never a flag default: -h would print it
 	}
+	// Read as the server reads its secrets, like send does.
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)
 		if err != nil {
 			return fmt.Errorf("read secret: %w", err)
 		}
-		if ss := splitSecrets(string(b)); len(ss) > 0 {
-			*secret = ss[0]
-		}
+		*secret = string(b)
+	}
+	if ss := splitSecrets(*secret); len(ss) > 0 {
+		*secret = ss[0]
+	} else {
+		*secret = ""
 	}
 	n, err := parseSize(*size)
 	if err != nil {
@@ -129,6 +136,9 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	res.print(stdout)
 	if res.Checked && (res.Stored != res.Acked || res.CheckError != "") {
 		return fmt.Errorf("stored %d of %d acknowledged deliveries", res.Stored, res.Acked)
+	}
+	if res.Acked == 0 && res.Sent+res.Errors > 0 {
+		return fmt.Errorf("no delivery was acknowledged (see the reasons above)")
 	}
 	return nil
 }
@@ -228,6 +238,7 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 		lat   []time.Duration
 		acks  []ack
 		codes map[int]int
+		why   map[string]int
 		errs  int
 		first string
 		sent  int
@@ -237,7 +248,7 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range workers {
-		w := &worker{codes: map[int]int{}}
+		w := &worker{codes: map[int]int{}, why: map[string]int{}}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -248,7 +259,7 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 				}
 				body := loadBody(o.Size, run, i, seq)
 				t0 := time.Now()
-				status, eventID, err := sendOne(ctx, client, o, body)
+				status, eventID, reason, err := sendOne(ctx, client, o, body)
 				if err != nil {
 					if ctx.Err() != nil {
 						return // the run ended mid-request: not an error of the server
@@ -264,6 +275,8 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 				w.codes[status]++
 				if status/100 == 2 {
 					w.acks = append(w.acks, ack{eventID: eventID, sum: sha256.Sum256(body), size: len(body)})
+				} else {
+					w.why[reason]++
 				}
 			}
 		}()
@@ -271,7 +284,7 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 	wg.Wait()
 
 	// Merge what every sender saw.
-	res := &loadResult{Codes: map[int]int{}, Elapsed: time.Since(start)}
+	res := &loadResult{Codes: map[int]int{}, Reasons: map[string]int{}, Elapsed: time.Since(start)}
 	for _, w := range workers {
 		res.Sent += w.sent
 		res.Errors += w.errs
@@ -282,6 +295,9 @@ func runLoad(ctx context.Context, o loadOptions) (*loadResult, error) {
 		res.acks = append(res.acks, w.acks...)
 		for c, n := range w.codes {
 			res.Codes[c] += n
+		}
+		for r, n := range w.why {
+			res.Reasons[r] += n
 		}
 	}
 	res.Acked = len(res.acks)
@@ -300,25 +316,33 @@ func loadBody(size int, run string, worker, seq int) []byte {
 	return append(b, tail...)
 }
 
-// sendOne posts one signed body and returns the status and the event id answered.
-func sendOne(ctx context.Context, c *http.Client, o loadOptions, body []byte) (int, int64, error) {
+// sendOne posts one signed body and returns the status, the event id answered and, for an
+// answer that is not 2xx, its reason code.
+func sendOne(ctx context.Context, c *http.Client, o loadOptions, body []byte) (int, int64, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	req.Header = signature.Sign(o.Scheme, o.Secret, time.Now(), body)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "plaudhook-loadtest/"+version)
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	defer resp.Body.Close()
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
-	return resp.StatusCode, replyEventID(reply), nil
+	if resp.StatusCode/100 != 2 {
+		var r struct{ Reason string }
+		if json.Unmarshal(reply, &r) != nil || r.Reason == "" {
+			r.Reason = "no reason given"
+		}
+		return resp.StatusCode, 0, r.Reason, nil
+	}
+	return resp.StatusCode, replyEventID(reply), "", nil
 }
 
 // replyEventID finds "event_id":N in an ingest reply without a full JSON decode, which would cost
@@ -418,6 +442,13 @@ func (r *loadResult) print(w io.Writer) {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
 	}
 	fmt.Fprintf(w, "status codes: %s\n", r.codes())
+	if len(r.Reasons) > 0 {
+		var parts []string
+		for _, reason := range slices.Sorted(maps.Keys(r.Reasons)) {
+			parts = append(parts, fmt.Sprintf("%s×%d", reason, r.Reasons[reason]))
+		}
+		fmt.Fprintf(w, "refused: %s\n", strings.Join(parts, " "))
+	}
 	fmt.Fprintf(w, "latency: p50 %s  p90 %s  p99 %s  max %s\n", fmtDur(percentile(r.Latencies, 50)),
 		fmtDur(percentile(r.Latencies, 90)), fmtDur(percentile(r.Latencies, 99)),
 		fmtDur(percentile(r.Latencies, 100)))

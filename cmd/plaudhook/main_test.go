@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,59 @@ func TestReachable(t *testing.T) {
 		}
 		if got := reachable(a); got != want {
 			t.Errorf("reachable(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestSubcommandHelp: every command made of subcommands answers -h with its subcommands, each
+// subcommand's -h lists the flags it takes and no other's, and a flag it does not take is refused.
+func TestSubcommandHelp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	for _, g := range []commandGroup{endpointCommands, secretCommands, tokenCommands, userCommands, sessionCommands} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), []string{g.name, "-h"}, nil, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s -h: %v, want the help", g.name, err)
+		}
+		for _, s := range g.subs {
+			if !strings.Contains(errOut.String(), "  "+s.name+" ") {
+				t.Errorf("%s -h printed %q: no %s", g.name, errOut.String(), s.name)
+			}
+		}
+		all := map[string]bool{}
+		for _, s := range g.subs {
+			for _, f := range s.flags {
+				all[f] = true
+			}
+		}
+		for _, s := range g.subs {
+			errOut.Reset()
+			err := run(context.Background(), []string{g.name, s.name, "-h"}, nil, &out, &errOut)
+			help := errOut.String()
+			if !errors.Is(err, flag.ErrHelp) || !strings.Contains(help, "-db") {
+				t.Errorf("%s %s -h: %v, printed %q", g.name, s.name, err, help)
+			}
+			for f := range all {
+				if got, want := strings.Contains(help, "  -"+f+" "), slices.Contains(s.flags, f); got != want {
+					t.Errorf("%s %s -h lists -%s: %v, want %v", g.name, s.name, f, got, want)
+				}
+			}
+			for f := range all {
+				if slices.Contains(s.flags, f) {
+					continue
+				}
+				v := "1"
+				if f == "retire-after" {
+					v = "1h"
+				}
+				err := run(context.Background(), []string{g.name, s.name, "--db", path, "--" + f, v}, nil, &out, &errOut)
+				if err == nil || !strings.Contains(err.Error(), "does not take --"+f) {
+					t.Errorf("%s %s --%s: %v, want it refused", g.name, s.name, f, err)
+				}
+			}
+		}
+		if err := run(context.Background(), []string{g.name, "nope"}, nil, &out, &errOut); err == nil ||
+			!strings.Contains(err.Error(), "unknown "+g.name+" command") {
+			t.Errorf("%s nope: %v, want an unknown-command error", g.name, err)
 		}
 	}
 }

@@ -240,6 +240,7 @@ func (m *Main) newHTTPServer(h http.Handler) *http.Server {
 		WriteTimeout:      m.Config.Ops.WriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          httpErrorLog(m.Logger),
+		ConnContext:       m.Server.ConnContext, // streams cap their send buffer
 	}
 	srv.RegisterOnShutdown(m.Server.CloseStreams)
 	return srv

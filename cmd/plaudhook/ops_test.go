@@ -81,6 +81,17 @@ func TestLoadtestStored(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
 	}
+	if strings.Contains(report, "refused:") {
+		t.Errorf("a run with every delivery acknowledged reports refusals:\n%s", report)
+	}
+
+	// With the wrong secret nothing is acknowledged: the report says why, and the run fails.
+	out.Reset()
+	err = run(context.Background(), []string{"loadtest", "--url", m.URL() + "/webhook",
+		"--secret", "not-the-secret", "--concurrency", "2", "--requests", "6"}, nil, &out, &errOut)
+	if err == nil || !strings.Contains(out.String(), "refused: signature_mismatch×6") {
+		t.Errorf("loadtest with a wrong secret: err %v, report:\n%s", err, out.String())
+	}
 }
 
 // TestBackupWhileIngesting takes a backup while senders keep the writer busy: the copy is a

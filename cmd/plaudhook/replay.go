@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/plaudhook/plaudhook/db"
@@ -142,6 +143,10 @@ func postReplay(ctx context.Context, server, token string, id int64, req map[str
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("User-Agent", "plaudhook-replay/"+version)
 	resp, err := (&http.Client{Timeout: timeout}).Do(hr)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return att, fmt.Errorf("replay: ask the server: %w (is it running there? --server or "+
+			"PLAUDHOOK_URL takes the dashboard URL the server's log shows)", err)
+	}
 	if err != nil {
 		return att, fmt.Errorf("replay: ask the server: %w", err)
 	}

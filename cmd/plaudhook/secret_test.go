@@ -105,6 +105,37 @@ func TestGeneratedMasterKey(t *testing.T) {
 	if status, body := signedPost(t, m.URL()+"/webhook", caseSecret, caseB1); status != 200 {
 		t.Fatalf("stored secret after restart: %d %s", status, body)
 	}
+	m.Close()
+
+	// A copy of the database restored elsewhere without its key file: the server refuses to
+	// start, says where the key goes, and leaves no key of its own there to be mistaken for it.
+	restored := filepath.Join(t.TempDir(), "restored", "plaudhook.db")
+	if err := os.MkdirAll(filepath.Dir(restored), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"backup", "--db", dbPath, restored}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	c := defaultConfig()
+	c.Addr, c.DB, c.Secrets = "127.0.0.1:0", restored, []string{"other_env_secret"}
+	m2 := &Main{Config: c}
+	err = m2.Run(context.Background())
+	m2.Close()
+	restoredKey := filepath.Join(filepath.Dir(restored), "master-key")
+	if err == nil || !strings.Contains(err.Error(), "put the master-key file that was beside it at "+restoredKey) {
+		t.Errorf("restored without its key: %v, want the refusal saying where the key goes", err)
+	}
+	if _, err := os.Stat(restoredKey); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a key generated for the restored copy was left behind: %v", err)
+	}
+	// With the key copied beside it, it starts.
+	if err := os.WriteFile(restoredKey, key1, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m3 := mustRunMain(t, time.Time{}, func(c *Config) { c.DB = restored; c.Secrets = []string{"other_env_secret"} })
+	if status, body := signedPost(t, m3.URL()+"/webhook", caseSecret, caseB1); status != 200 {
+		t.Fatalf("restored copy with its key: %d %s", status, body)
+	}
 }
 
 // TestSecretCLI drives `plaudhook endpoint add|list` and `secret add|rotate|revoke|list`, then a

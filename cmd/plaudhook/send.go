@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/plaudhook/plaudhook/web/sample"
@@ -114,6 +116,10 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "plaudhook-send/"+version)
 		resp, err := client.Do(req)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("send %s: %w (is the server running there? --url takes the webhook URL "+
+				"the server's log shows)", it.name, err)
+		}
 		if err != nil {
 			return fmt.Errorf("send %s: %w", it.name, err)
 		}

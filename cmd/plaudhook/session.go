@@ -15,16 +15,21 @@ import (
 // and a 32-byte block key (AES-256), as serve's sessionKeys reads them.
 const sessionKeyPair = 64 + 32
 
+var sessionCommands = commandGroup{name: "session", subs: []subcommand{
+	{"rotate-keys", "replace the cookie signing keys (restart the server to use them)", []string{"keep"}},
+}}
+
 // runSession is `plaudhook session rotate-keys`: replace the cookie signing keys.
 func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "rotate-keys" {
-		return fmt.Errorf("usage: plaudhook session rotate-keys [--keep N] [--db FILE]")
+	s, rest, err := sessionCommands.pick(args, stderr)
+	if err != nil {
+		return err
 	}
 	fs := flag.NewFlagSet("session rotate-keys", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dbPath := fs.String("db", envOr("PLAUDHOOK_DB", defaultConfig().DB), "SQLite database file (PLAUDHOOK_DB)")
 	keep := fs.Int("keep", 1, "previous key pairs to keep accepting (0 signs everybody out)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := sessionCommands.parse(fs, s, rest, stderr); err != nil {
 		return err
 	}
 	if *keep < 0 {

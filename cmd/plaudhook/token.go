@@ -11,19 +11,26 @@ import (
 	"github.com/plaudhook/plaudhook/web"
 )
 
+var tokenCommands = commandGroup{name: "token", subs: []subcommand{
+	{"create", "make an API token for a user and print it once", []string{"username", "label"}},
+	{"list", "list tokens (never their values)", []string{"username"}},
+	{"revoke", "delete a token", []string{"id"}},
+}}
+
 // runToken is `plaudhook token create|list|revoke`: API tokens for scripts.
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: plaudhook token create|list|revoke [flags]")
+	s, args, err := tokenCommands.pick(args, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
+	sub := s.name
 	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dbPath := fs.String("db", envOr("PLAUDHOOK_DB", defaultConfig().DB), "SQLite database file (PLAUDHOOK_DB)")
 	username := fs.String("username", "", "the user the token acts as (list: only theirs)")
 	label := fs.String("label", "", "what the token is for, e.g. \"nightly export\"")
 	id := fs.Int64("id", 0, "the token to revoke (see token list)")
-	if err := fs.Parse(args); err != nil {
+	if err := tokenCommands.parse(fs, s, args, stderr); err != nil {
 		return err
 	}
 	d, err := db.Open(ctx, *dbPath, db.Options{})

@@ -62,6 +62,10 @@ func TestBrowserTranscript(t *testing.T) {
 		chromedp.WaitVisible(`[data-testid=transcript-body]`)); err != nil {
 		t.Fatal(err)
 	}
+	// The page is parsed as it arrives: count once it has all arrived, not at its first part.
+	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`document.readyState === "complete"`)); err != nil {
+		t.Fatalf("the transcript page did not finish loading: %v", err)
+	}
 	segments, err := chromedp.Run(ctx, chromedp.Evaluate[int](
 		`document.querySelectorAll("[data-testid=segment]").length`))
 	if err != nil || segments != 200 {

@@ -14,19 +14,29 @@ import (
 	"github.com/plaudhook/plaudhook/web"
 )
 
+var userCommands = commandGroup{name: "user", subs: []subcommand{
+	{"add", "add a user (the password is read from standard input)", []string{"username", "role"}},
+	{"passwd", "set a user's password (from standard input) and end their sessions", []string{"username"}},
+	{"role", "change a user's role", []string{"username", "role"}},
+	{"disable", "stop a user signing in; their sessions end", []string{"username"}},
+	{"enable", "let a disabled user sign in again", []string{"username"}},
+	{"list", "list users, roles and states", nil},
+}}
+
 // runUser is `plaudhook user add|passwd|role|disable|enable|list`. Every change is recorded in
 // the audit log with the actor "cli".
 func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: plaudhook user add|passwd|role|disable|enable|list [flags]")
+	s, args, err := userCommands.pick(args, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
+	sub := s.name
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dbPath := fs.String("db", envOr("PLAUDHOOK_DB", defaultConfig().DB), "SQLite database file (PLAUDHOOK_DB)")
 	username := fs.String("username", "", "user name")
 	role := fs.String("role", "viewer", "viewer, operator or admin")
-	if err := fs.Parse(args); err != nil {
+	if err := userCommands.parse(fs, s, args, stderr); err != nil {
 		return err
 	}
 	d, err := db.Open(ctx, *dbPath, db.Options{})
