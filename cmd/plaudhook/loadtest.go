@@ -98,22 +98,11 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *secret == "" {
-		*secret = os.Getenv("PLAUD_WEBHOOK_SECRET") // never a flag default: -h would print it
+	key, err := signingSecret(*secret, *secretFile, os.Getenv)
+	if err != nil {
+		return err
 	}
-	// Read as the server reads its secrets, like send does.
-	if *secretFile != "" {
-		b, err := os.ReadFile(*secretFile)
-		if err != nil {
-			return fmt.Errorf("read secret: %w", err)
-		}
-		*secret = string(b)
-	}
-	if ss := splitSecrets(*secret); len(ss) > 0 {
-		*secret = ss[0]
-	} else {
-		*secret = ""
-	}
+	*secret = key
 	n, err := parseSize(*size)
 	if err != nil {
 		return fmt.Errorf("--size %q: %w", *size, err)

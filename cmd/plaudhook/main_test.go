@@ -184,6 +184,12 @@ func TestReachable(t *testing.T) {
 // subcommand's -h lists the flags it takes and no other's, and a flag it does not take is refused.
 func TestSubcommandHelp(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p.db")
+	// Help shows each flag's default, not a value given before -h.
+	var out, errOut bytes.Buffer
+	run(context.Background(), []string{"secret", "rotate", "--retire-after", "2h", "-h"}, nil, &out, &errOut)
+	if !strings.Contains(errOut.String(), "(default 26h0m0s)") {
+		t.Errorf("secret rotate --retire-after 2h -h printed %q, want the default 26h", errOut.String())
+	}
 	for _, g := range []commandGroup{endpointCommands, secretCommands, tokenCommands, userCommands, sessionCommands} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), []string{g.name, "-h"}, nil, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
@@ -226,9 +232,50 @@ func TestSubcommandHelp(t *testing.T) {
 				}
 			}
 		}
+		// A word that is no flag is refused, not taken for one ("secret list meetings").
+		if err := run(context.Background(), []string{g.name, g.subs[0].name, "--db", path, "stray"}, nil, &out, &errOut); err == nil ||
+			!strings.Contains(err.Error(), `not "stray"`) {
+			t.Errorf("%s %s stray: %v, want it refused", g.name, g.subs[0].name, err)
+		}
 		if err := run(context.Background(), []string{g.name, "nope"}, nil, &out, &errOut); err == nil ||
 			!strings.Contains(err.Error(), "unknown "+g.name+" command") {
 			t.Errorf("%s nope: %v, want an unknown-command error", g.name, err)
+		}
+	}
+}
+
+// TestSigningSecret: send and loadtest find their secret as documented, read as the server
+// reads its own.
+func TestSigningSecret(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "s")
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(file, []byte(" from-file , second\n"), 0o600)
+	os.WriteFile(empty, []byte(" \n"), 0o600)
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, c := range []struct {
+		flag, file string
+		env        map[string]string
+		want, err  string
+	}{
+		{flag: " a,b ", want: "a"},
+		{file: file, flag: "ignored", want: "from-file"},
+		{env: map[string]string{"PLAUD_WEBHOOK_SECRET": "env-secret\n"}, want: "env-secret"},
+		{env: map[string]string{"PLAUD_WEBHOOK_SECRET_FILE": file}, want: "from-file"},
+		{flag: "flag", env: map[string]string{"PLAUD_WEBHOOK_SECRET": "env"}, want: "flag"},
+		{file: empty, err: "holds no secret"},
+		{flag: " , ", err: "data/webhook-secret"},
+		{err: "data/webhook-secret"},
+	} {
+		got, err := signingSecret(c.flag, c.file, env(c.env))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%+v: %q, %v; want an error with %q", c, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%+v: %q, %v; want %q", c, got, err, c.want)
 		}
 	}
 }

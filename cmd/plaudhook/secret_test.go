@@ -128,6 +128,14 @@ func TestGeneratedMasterKey(t *testing.T) {
 	if _, err := os.Stat(restoredKey); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a key generated for the restored copy was left behind: %v", err)
 	}
+	// A CLI command on that copy refuses the same way, and generates no key either.
+	if _, err := cli(t, io.Discard, "", "secret", "list", "--db", restored); err == nil ||
+		!strings.Contains(err.Error(), restoredKey) {
+		t.Errorf("secret list on the restored copy: %v, want the refusal", err)
+	}
+	if _, err := os.Stat(restoredKey); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("secret list generated a key for the restored copy: %v", err)
+	}
 	// With the key copied beside it, it starts.
 	if err := os.WriteFile(restoredKey, key1, 0o600); err != nil {
 		t.Fatal(err)
@@ -135,6 +143,39 @@ func TestGeneratedMasterKey(t *testing.T) {
 	m3 := mustRunMain(t, time.Time{}, func(c *Config) { c.DB = restored; c.Secrets = []string{"other_env_secret"} })
 	if status, body := signedPost(t, m3.URL()+"/webhook", caseSecret, caseB1); status != 200 {
 		t.Fatalf("restored copy with its key: %d %s", status, body)
+	}
+}
+
+// TestRestoredTargetsNeedTheirKey: a database whose only sealed values are a replay target's
+// secret, restored without its key file, is refused by the server and by CLI commands alike, and
+// no key is generated beside it.
+func TestRestoredTargetsNeedTheirKey(t *testing.T) {
+	m := mustRunMain(t, time.Time{})
+	secret := "target-signing-secret"
+	if _, err := m.DB.CreateTarget(context.Background(), db.TargetInput{Name: "App", URL: "http://127.0.0.1:1/",
+		DefaultMode: db.ModeOriginal, Secret: &secret}); err != nil {
+		t.Fatal(err)
+	}
+	restored := filepath.Join(t.TempDir(), "plaudhook.db")
+	if err := run(context.Background(), []string{"backup", "--db", m.Config.DB, restored}, nil, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(filepath.Dir(restored), "master-key")
+	for _, args := range [][]string{{"secret", "add", "--label", "fresh", "--db", restored}, {"secret", "list", "--db", restored}} {
+		if _, err := cli(t, io.Discard, "new-secret-value-123\n", args...); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%v on the restored copy: %v, want the refusal naming %s", args, err, key)
+		}
+	}
+	c := defaultConfig()
+	c.Addr, c.DB, c.Secrets = "127.0.0.1:0", restored, []string{fixtureSecret}
+	m2 := &Main{Config: c}
+	err := m2.Run(context.Background())
+	m2.Close()
+	if err == nil || !strings.Contains(err.Error(), key) {
+		t.Errorf("serve on the restored copy: %v, want the refusal naming %s", err, key)
+	}
+	if _, err := os.Stat(key); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a key was generated beside the restored copy: %v", err)
 	}
 }
 

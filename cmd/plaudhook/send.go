@@ -37,37 +37,17 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *secret == "" {
-		*secret = os.Getenv("PLAUD_WEBHOOK_SECRET") // never a flag default: -h would print it
-	}
 	if *list {
 		for _, n := range sample.Names() {
 			fmt.Fprintf(stdout, "%-50s %s\n", n, sample.Scheme(n))
 		}
 		return nil
 	}
-	// A secret is read as the server reads its own: trimmed, and the first of a comma- or
-	// line-separated list (the server accepts any of them), so a value pasted with a space or
-	// a newline signs as the server expects.
-	if *secretFile != "" {
-		b, err := os.ReadFile(*secretFile)
-		if err != nil {
-			return fmt.Errorf("read secret: %w", err)
-		}
-		ss := splitSecrets(string(b))
-		if len(ss) == 0 {
-			return fmt.Errorf("%s holds no secret", *secretFile)
-		}
-		*secret = ss[0]
-	} else if ss := splitSecrets(*secret); len(ss) > 0 {
-		*secret = ss[0]
-	} else {
-		*secret = ""
+	key, err := signingSecret(*secret, *secretFile, os.Getenv)
+	if err != nil {
+		return err
 	}
-	if *secret == "" {
-		return fmt.Errorf("no secret: pass --secret or --secret-file, or set PLAUD_WEBHOOK_SECRET " +
-			"(a server started without secrets writes the one it generated to webhook-secret beside its database, data/webhook-secret by default)")
-	}
+	*secret = key
 
 	// Collect what to send.
 	type item struct {
@@ -135,4 +115,35 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%d of %d deliveries were not accepted", failed, len(items))
 	}
 	return nil
+}
+
+// signingSecret is the secret send and loadtest sign with: --secret-file, --secret, then
+// $PLAUD_WEBHOOK_SECRET and $PLAUD_WEBHOOK_SECRET_FILE, each read as the server reads its own:
+// trimmed, and the first of a comma- or line-separated list (the server accepts any of them), so
+// a value pasted with a space or a newline signs as the server expects.
+func signingSecret(flagSecret, flagFile string, getenv func(string) string) (string, error) {
+	file, value := flagFile, flagSecret
+	if file == "" && value == "" {
+		// Never a flag default: -h would print it.
+		value, file = getenv("PLAUD_WEBHOOK_SECRET"), ""
+		if value == "" {
+			file = getenv("PLAUD_WEBHOOK_SECRET_FILE")
+		}
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read secret: %w", err)
+		}
+		if ss := splitSecrets(string(b)); len(ss) > 0 {
+			return ss[0], nil
+		}
+		return "", fmt.Errorf("%s holds no secret", file)
+	}
+	if ss := splitSecrets(value); len(ss) > 0 {
+		return ss[0], nil
+	}
+	return "", fmt.Errorf("no secret: pass --secret or --secret-file, or set PLAUD_WEBHOOK_SECRET " +
+		"(a server started without secrets writes the one it generated to webhook-secret beside " +
+		"its database, data/webhook-secret by default)")
 }

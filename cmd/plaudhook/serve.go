@@ -96,7 +96,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	// The master key that seals stored signing secrets (secret.go), then storage: migrations
 	// run here.
-	ring, generatedKey, err := loadKeyring(c.MasterKeys, c.DB, log)
+	ring, err := loadKeyring(ctx, c.MasterKeys, c.DB, log)
 	if err != nil {
 		return err
 	}
@@ -107,10 +107,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("open database %s: %w", c.DB, err)
 	}
 	if err := checkSecretKeys(ctx, m.DB, ring, log); err != nil {
-		return wrongKey(err, generatedKey, c.DB, log)
+		return err
 	}
 	if err := checkTargetKeys(ctx, m.DB, ring, log); err != nil { // replay.go
-		return wrongKey(err, generatedKey, c.DB, log)
+		return err
 	}
 
 	// First run: an admin to sign in with, cookie keys, and a signing secret to try things with.

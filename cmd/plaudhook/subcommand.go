@@ -56,7 +56,8 @@ func (g commandGroup) pick(args []string, stderr io.Writer) (subcommand, []strin
 }
 
 // parse parses args into fs for sub: its help lists only the flags sub takes, and a flag of the
-// command that sub does not take is refused rather than silently ignored.
+// command that sub does not take, or a word that is no flag, is refused rather than silently
+// ignored.
 func (g commandGroup) parse(fs *flag.FlagSet, sub subcommand, args []string, stderr io.Writer) error {
 	takes := func(name string) bool { return name == "db" || slices.Contains(sub.flags, name) }
 	fs.Usage = func() {
@@ -66,12 +67,17 @@ func (g commandGroup) parse(fs *flag.FlagSet, sub subcommand, args []string, std
 		fs.VisitAll(func(f *flag.Flag) {
 			if takes(f.Name) {
 				own.Var(f.Value, f.Name, f.Usage)
+				own.Lookup(f.Name).DefValue = f.DefValue // not a value given before -h
 			}
 		})
 		own.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 { // a word meant as a flag's value: "secret list meetings" for --endpoint
+		return fmt.Errorf("%s %s takes flags only, not %q (see plaudhook %s %s -h)",
+			g.name, sub.name, fs.Arg(0), g.name, sub.name)
 	}
 	var wrong []string
 	fs.Visit(func(f *flag.Flag) {

@@ -35,7 +35,7 @@ func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	dbPath := fs.String("db", envOr("PLAUDHOOK_DB", defaultConfig().DB), "SQLite database file (PLAUDHOOK_DB)")
 	username := fs.String("username", "", "user name")
-	role := fs.String("role", "viewer", "viewer, operator or admin")
+	role := fs.String("role", "viewer", "viewer, operator or admin (role: required)")
 	if err := userCommands.parse(fs, s, args, stderr); err != nil {
 		return err
 	}
