@@ -72,16 +72,13 @@ func indexBody(body []byte) (*BodyIndex, bool) {
 	if err := enc.Encode(paths); err != nil {
 		return nil, false
 	}
-	text := w.text.String()
-	if utf8.RuneCountInString(text) > maxIndexText { // substr counts characters
-		n := 0
-		for i := range text {
-			if n == maxIndexText {
-				text = text[:i]
-				break
-			}
-			n++
+	text, n := w.text.String(), 0
+	for i := range text { // substr counts characters
+		if n == maxIndexText {
+			text = text[:i]
+			break
 		}
+		n++
 	}
 	return &BodyIndex{Paths: strings.TrimSuffix(buf.String(), "\n"), Text: text}, true
 }

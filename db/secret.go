@@ -404,8 +404,8 @@ func (db *DB) FindSecretKeys(ctx context.Context, endpointID int64) ([]SecretKey
 }
 
 // SecretsGeneration changes whenever this process changes a secret or an endpoint, so a cache of
-// secrets or endpoint slugs can tell it is stale without a query. Changes made by another process (the CLI) are not
-// seen: such caches also expire by age.
+// secrets or endpoint slugs can tell it is stale without a query. Changes made by another
+// process (the CLI) are not seen: such caches also expire by age.
 func (db *DB) SecretsGeneration() int64 { return db.secretsGen.Load() }
 
 func (db *DB) secretsChanged() { db.secretsGen.Add(1) }

@@ -154,8 +154,8 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	// The quick follow-ups are started before the answer leaves, so that whoever got the 2xx
 	// (a test, or a script waiting on Server.Wait) finds them under way; none of them blocks.
 	// A new event may have been queued for forwarding in the same commit (forward.go): wake
-	// the worker, unless no rule was enabled. Transcripts are read from the stored body in the background (normalise.go):
-	// a failure there is logged and `plaudhook reindex` redoes it.
+	// the worker, unless no rule was enabled. Transcripts are read from the stored body in the
+	// background (normalise.go): a failure there is logged and `plaudhook reindex` redoes it.
 	if out.Forwarding {
 		s.wakeForwarder()
 	}

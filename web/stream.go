@@ -184,27 +184,11 @@ func (s *Server) renderEventRow(ctx context.Context, id int64, oob bool) (string
 // arrive is therefore never dropped for it; only one whose client stops reading is.
 func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	rc := http.NewResponseController(w)
 	sf, err := s.parseStreamFilter(r.URL.Query())
 	if err != nil {
 		s.respondError(w, r, err)
 		return
 	}
-
-	// This stream outlives the server's write timeout by design: clear it for this response
-	// only. Its connection's send buffer is kept small, so a client that stops reading shows.
-	capSendBuffer(r)
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
-		s.log.Debug("stream write deadline", "error", err)
-	}
-	// However the stream ends, finishing the response (the last chunk) must not block on a
-	// client that stopped reading, or its connection and goroutine would live forever.
-	defer func() { rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout)) }()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-store")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "keep-alive")
 
 	// Subscribe before reading the backlog, so nothing falls between the two.
 	sub := s.hub.Subscribe()
@@ -212,8 +196,12 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("stream opened", "open_streams", s.hub.Len(), slogRequest(r))
 	defer s.log.Debug("stream closed", slogRequest(r))
 
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, "retry: 2000\n\n")
+	// This stream outlives the server's write timeout by design (startStream clears it for this
+	// response only). However the stream ends, finishing the response (the last chunk) must not
+	// block on a client that stopped reading, or its connection and goroutine would live forever.
+	w.Header().Set("Connection", "keep-alive")
+	rc := s.startStream(w, r)
+	defer func() { rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout)) }()
 	last, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	if last > 0 {
 		var err error

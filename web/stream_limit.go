@@ -17,9 +17,8 @@ import (
 // at once rather than at their next heartbeat's session check.
 type streamSlots struct {
 	mu     sync.Mutex
-	open   int
 	byUser map[int64]int
-	ends   map[*streamEnd]struct{}
+	ends   map[*streamEnd]struct{} // one per open stream
 }
 
 // streamEnd is one open stream's credentials and the way to end it.
@@ -55,7 +54,7 @@ func (s *Server) limitStreams(h http.HandlerFunc) http.HandlerFunc {
 		sl := &s.streamSlots
 		sl.mu.Lock()
 		switch {
-		case sl.open >= s.cfg.MaxStreams:
+		case len(sl.ends) >= s.cfg.MaxStreams:
 			sl.mu.Unlock()
 			s.log.Warn("stream refused: the server holds its most open streams", "open_streams", s.cfg.MaxStreams, slogRequest(r))
 			s.refuseStream(w, "The server holds as many live streams as it allows; close some pages or try again shortly.")
@@ -71,7 +70,6 @@ func (s *Server) limitStreams(h http.HandlerFunc) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithCancel(r.Context())
 		end := &streamEnd{user: user, token: token, cancel: cancel}
-		sl.open++
 		sl.byUser[user]++
 		sl.ends[end] = struct{}{}
 		sl.mu.Unlock()
@@ -79,7 +77,6 @@ func (s *Server) limitStreams(h http.HandlerFunc) http.HandlerFunc {
 			cancel()
 			sl.mu.Lock()
 			delete(sl.ends, end)
-			sl.open--
 			if sl.byUser[user]--; sl.byUser[user] <= 0 {
 				delete(sl.byUser, user)
 			}

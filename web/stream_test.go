@@ -164,27 +164,34 @@ func TestStreamResync(t *testing.T) {
 	}
 }
 
-// TestStreamEndsOnLogout checks a stream closes once its session is gone.
-func TestStreamEndsOnLogout(t *testing.T) {
-	e := newEnv(t)
-	c := e.client("viewer")
-	resp := openStream(t, e, c, "")
+// logout signs c out.
+func logout(t *testing.T, e *env, c *http.Client) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/logout", nil)
 	lr, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lr.Body.Close()
+}
+
+// streamEnded is closed once the stream resp reads has ended.
+func streamEnded(resp *http.Response) <-chan struct{} {
 	ended := make(chan struct{})
 	go func() {
-		b := make([]byte, 4096)
-		for {
-			if _, err := resp.Body.Read(b); err != nil {
-				close(ended)
-				return
-			}
-		}
+		io.Copy(io.Discard, resp.Body)
+		close(ended)
 	}()
+	return ended
+}
+
+// TestStreamEndsOnLogout checks a stream closes once its session is gone.
+func TestStreamEndsOnLogout(t *testing.T) {
+	e := newEnv(t)
+	c := e.client("viewer")
+	resp := openStream(t, e, c, "")
+	logout(t, e, c)
+	ended := streamEnded(resp)
 	select {
 	case <-ended:
 	case <-time.After(5 * time.Second):
@@ -200,17 +207,8 @@ func TestStreamEndsAtLogout(t *testing.T) {
 	resp := openStream(t, e, leaving, "")
 	openStream(t, e, staying, "")
 	waitFor(t, "two open streams", func() bool { return e.srv.Hub().Len() == 2 })
-	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/logout", nil)
-	lr, err := leaving.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lr.Body.Close()
-	ended := make(chan struct{})
-	go func() {
-		io.Copy(io.Discard, resp.Body)
-		close(ended)
-	}()
+	logout(t, e, leaving)
+	ended := streamEnded(resp)
 	select {
 	case <-ended:
 	case <-time.After(5 * time.Second):

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,14 +22,19 @@ type commandGroup struct {
 	subs []subcommand
 }
 
-// usage is the command's help: one line per subcommand.
-func (g commandGroup) usage() string {
-	var b strings.Builder
+// usageLine is the first line of the command's help.
+func (g commandGroup) usageLine() string {
 	names := make([]string, len(g.subs))
 	for i, s := range g.subs {
 		names[i] = s.name
 	}
-	fmt.Fprintf(&b, "Usage: plaudhook %s %s [flags]\n\n", g.name, strings.Join(names, "|"))
+	return fmt.Sprintf("Usage: plaudhook %s %s [flags]", g.name, strings.Join(names, "|"))
+}
+
+// usage is the command's help: one line per subcommand.
+func (g commandGroup) usage() string {
+	var b strings.Builder
+	b.WriteString(g.usageLine() + "\n\n")
 	for _, s := range g.subs {
 		fmt.Fprintf(&b, "  %-12s %s\n", s.name, s.about)
 	}
@@ -40,7 +46,7 @@ func (g commandGroup) usage() string {
 // (main exits 0 on it); none, or an unknown one, is an error that lists them.
 func (g commandGroup) pick(args []string, stderr io.Writer) (subcommand, []string, error) {
 	if len(args) == 0 {
-		return subcommand{}, nil, fmt.Errorf("%s", strings.TrimSpace(strings.SplitN(g.usage(), "\n", 2)[0]))
+		return subcommand{}, nil, errors.New(g.usageLine())
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
