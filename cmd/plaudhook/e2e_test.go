@@ -224,6 +224,29 @@ func TestFirstRunTryIt(t *testing.T) {
 	if d.SecretLabel != "generated (webhook-secret)" {
 		t.Errorf("verified by %q, want generated (webhook-secret)", d.SecretLabel)
 	}
+
+	// Once the default endpoint has a secret of its own (Plaud's), the next start no longer
+	// accepts the trial one: every copy of it could otherwise sign deliveries in production.
+	if _, err := m.DB.CreateSecret(context.Background(), db.NewSecret{EndpointID: db.DefaultEndpointID,
+		Label: "portal", Value: caseSecret}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	logs2 := &logBuffer{}
+	m2 := &Main{Config: c, Logger: slog.New(slog.NewTextHandler(logs2, nil)), Args0: "./bin/plaudhook"}
+	if err := m2.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Close() })
+	if status, body := signedPost(t, m2.URL()+"/webhook", strings.TrimSpace(string(secret)), caseB1); status != 400 {
+		t.Errorf("trial secret after a stored one was added: %d %s, want 400", status, body)
+	}
+	if status, body := signedPost(t, m2.URL()+"/webhook", caseSecret, caseB1); status != 200 {
+		t.Errorf("the endpoint's own secret: %d %s, want 200", status, body)
+	}
+	if !strings.Contains(logs2.String(), "is no longer accepted") {
+		t.Errorf("the start does not say the trial secret is dropped:\n%s", logs2.String())
+	}
 }
 
 // TestLogFormatJSON: `plaudhook serve --log-format json` writes every log line as one JSON

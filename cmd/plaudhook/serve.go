@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,7 +124,17 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	generated := "" // the file of a secret generated for trying plaudhook
 	if len(c.Secrets) == 0 {
-		if generated, c.Secrets, err = m.generatedSecret(); err != nil {
+		// The trial secret is for trying plaudhook only: once the default endpoint has a secret
+		// of its own (Plaud's, added in the dashboard or the CLI), it is no longer accepted, or
+		// every copy of it could sign deliveries to a server in production.
+		own, err := m.hasStoredSecret(ctx, db.DefaultEndpointID, c.Now())
+		if err != nil {
+			return err
+		}
+		if own {
+			log.Info("the default endpoint has a secret of its own: the one generated for trying "+
+				"plaudhook is no longer accepted", "file", filepath.Join(filepath.Dir(c.DB), "webhook-secret"))
+		} else if generated, c.Secrets, err = m.generatedSecret(); err != nil {
 			return err
 		}
 	}
@@ -284,6 +295,17 @@ func (m *Main) sessionKeys(ctx context.Context) ([][]byte, error) {
 		v = v[96:]
 	}
 	return keys, nil
+}
+
+// hasStoredSecret reports whether an endpoint has a stored signing secret that verifies at now.
+func (m *Main) hasStoredSecret(ctx context.Context, endpointID int64, now time.Time) (bool, error) {
+	stored, err := m.DB.FindSecrets(ctx, endpointID)
+	if err != nil {
+		return false, fmt.Errorf("secrets of the default endpoint: %w", err)
+	}
+	return slices.ContainsFunc(stored, func(s db.Secret) bool {
+		return s.Source == db.SourceStored && s.Usable(now)
+	}), nil
 }
 
 // generatedSecret reads or creates the signing secret used when none is configured: a random
